@@ -1,0 +1,229 @@
+//! Hashing at rest: only a PHC string of each key's secret is stored.
+//!
+//! A [`SecretHasher`] writes and checks one algorithm. A [`HashPolicy`] holds the current
+//! hasher plus any older ones still accepted: the PHC identifier in each stored hash picks
+//! the verifier, so a store may hold a mix while migrating, and every successful check says
+//! whether the record should be rehashed with the current hasher.
+
+mod argon2id;
+mod hmac_sha256;
+mod phc;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use argon2id::{Argon2idBuilder, Argon2idHasher};
+pub use hmac_sha256::{HmacSha256Hasher, Pepper};
+pub use phc::{MAX_PHC_LEN, Phc};
+
+use crate::error::HashError;
+
+/// One hash algorithm: writes PHC strings and verifies them in constant time.
+///
+/// Implementations must verify with the parameters stored in the PHC string (not their
+/// configured ones), compare in constant time, and return errors (never panic) for stored
+/// strings they cannot read.
+pub trait SecretHasher: Send + Sync + fmt::Debug + 'static {
+    /// The PHC algorithm identifier this hasher writes and reads, such as `argon2id`.
+    fn algorithm(&self) -> &'static str;
+
+    /// Hashes `secret` with a fresh salt.
+    ///
+    /// # Errors
+    /// [`HashError::Rng`] without randomness for the salt, [`HashError::Backend`] when the
+    /// hash function fails.
+    fn hash(&self, secret: &[u8]) -> Result<PhcHash, HashError>;
+
+    /// Whether `secret` matches `stored`: `Ok(false)` for a wrong secret.
+    ///
+    /// # Errors
+    /// When `stored` is of another algorithm, is malformed, or has unsupported parameters.
+    fn verify(&self, secret: &[u8], stored: &Phc<'_>) -> Result<bool, HashError>;
+
+    /// Whether `stored` was made with other parameters than this hasher's current ones.
+    fn needs_rehash(&self, stored: &Phc<'_>) -> bool;
+}
+
+/// A stored hash in PHC string format (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+///
+/// `Debug` shows the algorithm and parameters but not the salt or hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PhcHash(Box<str>);
+
+impl PhcHash {
+    /// Checks that `text` is a well-formed PHC string and wraps it.
+    ///
+    /// # Errors
+    /// [`HashError::Malformed`] when it is not.
+    pub fn new(text: &str) -> Result<Self, HashError> {
+        Phc::parse(text)?;
+        Ok(Self(text.into()))
+    }
+
+    pub(crate) fn from_trusted(text: String) -> Self {
+        debug_assert!(Phc::parse(&text).is_ok());
+        Self(text.into())
+    }
+
+    /// The PHC string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The string split into its fields.
+    ///
+    /// # Errors
+    /// [`HashError::Malformed`] (only possible for values built before a parser change).
+    pub fn phc(&self) -> Result<Phc<'_>, HashError> {
+        Phc::parse(&self.0)
+    }
+}
+
+impl fmt::Debug for PhcHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Algorithm, version and parameters; salt and output elided.
+        let shown: String = self
+            .0
+            .split('$')
+            .take(4)
+            .filter(|s| !s.contains('/'))
+            .collect::<Vec<_>>()
+            .join("$");
+        write!(f, "PhcHash({shown}$…)")
+    }
+}
+
+impl fmt::Display for PhcHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for PhcHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PhcHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The outcome of checking a secret against a stored hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Verdict {
+    /// The secret matches.
+    Match {
+        /// The hash was made by another algorithm or other parameters than the current
+        /// hasher's: store a fresh [`HashPolicy::hash`] of the secret.
+        needs_rehash: bool,
+    },
+    /// The secret does not match.
+    Mismatch,
+}
+
+impl Verdict {
+    /// Whether the secret matched.
+    pub fn is_match(self) -> bool {
+        matches!(self, Verdict::Match { .. })
+    }
+}
+
+/// The current hasher plus the older ones still accepted for verification.
+///
+/// ```
+/// use keymint::{Argon2idHasher, HashPolicy, HmacSha256Hasher, Pepper, Verdict};
+///
+/// // Migrating from HMAC to Argon2id: new hashes are Argon2id, old ones still verify.
+/// let hmac = HmacSha256Hasher::new("k1", Pepper::new([1u8; 32])?)?;
+/// let old = HashPolicy::new(hmac.clone()).hash(b"secret")?;
+///
+/// let argon = Argon2idHasher::builder().m_cost(256).t_cost(1).build()?;
+/// let policy = HashPolicy::new(argon).accept(hmac);
+/// assert_eq!(policy.verify(b"secret", old.as_str())?, Verdict::Match { needs_rehash: true });
+/// assert_eq!(policy.verify(b"wrong", old.as_str())?, Verdict::Mismatch);
+/// # Ok::<(), keymint::HashError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct HashPolicy {
+    current: Arc<dyn SecretHasher>,
+    accepted: Vec<Arc<dyn SecretHasher>>,
+    dummy: Arc<OnceLock<Option<PhcHash>>>,
+}
+
+impl Default for HashPolicy {
+    /// Argon2id with OWASP parameters.
+    fn default() -> Self {
+        Self::new(Argon2idHasher::new())
+    }
+}
+
+impl HashPolicy {
+    /// A policy that hashes (and verifies) with `current`.
+    pub fn new(current: impl SecretHasher) -> Self {
+        Self {
+            current: Arc::new(current),
+            accepted: Vec::new(),
+            dummy: Arc::default(),
+        }
+    }
+
+    /// Also accepts hashes written by `older` (verification only).
+    #[must_use]
+    pub fn accept(mut self, older: impl SecretHasher) -> Self {
+        self.accepted.push(Arc::new(older));
+        self
+    }
+
+    /// The hasher that writes new hashes.
+    pub fn current(&self) -> &dyn SecretHasher {
+        &*self.current
+    }
+
+    /// Hashes `secret` with the current hasher.
+    ///
+    /// # Errors
+    /// As [`SecretHasher::hash`].
+    pub fn hash(&self, secret: &[u8]) -> Result<PhcHash, HashError> {
+        self.current.hash(secret)
+    }
+
+    /// Checks `secret` against the PHC string `stored`, choosing the verifier by the
+    /// string's algorithm identifier.
+    ///
+    /// # Errors
+    /// [`HashError::Malformed`] for an unreadable string,
+    /// [`HashError::UnsupportedAlgorithm`] when no accepted hasher knows its algorithm, and
+    /// the verifier's own errors.
+    pub fn verify(&self, secret: &[u8], stored: &str) -> Result<Verdict, HashError> {
+        let phc = Phc::parse(stored)?;
+        let hasher = std::iter::once(&self.current)
+            .chain(&self.accepted)
+            .find(|h| h.algorithm() == phc.algorithm())
+            .ok_or_else(|| HashError::UnsupportedAlgorithm(phc.algorithm().to_owned()))?;
+        if hasher.verify(secret, &phc)? {
+            let needs_rehash =
+                !Arc::ptr_eq(hasher, &self.current) || self.current.needs_rehash(&phc);
+            Ok(Verdict::Match { needs_rehash })
+        } else {
+            Ok(Verdict::Mismatch)
+        }
+    }
+
+    /// Does the work of one verification against a throwaway hash, so that a lookup that
+    /// found no record takes about as long as a wrong secret. The result is discarded.
+    pub fn verify_dummy(&self, secret: &[u8]) {
+        let dummy = self
+            .dummy
+            .get_or_init(|| self.current.hash(b"keymint dummy secret").ok());
+        if let Some(dummy) = dummy {
+            let _ = self.verify(secret, dummy.as_str());
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Argon2id, the default hasher.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::phc::{Phc, encode_b64};
+use super::{PhcHash, SecretHasher};
+use crate::error::HashError;
+
+/// Argon2id with OWASP's recommended parameters by default (m = 19 456 KiB, t = 2, p = 1).
+///
+/// Verification uses the parameters stored in each hash, so raising the defaults keeps old
+/// hashes verifiable; [`needs_rehash`](SecretHasher::needs_rehash) tells which ones to
+/// upgrade. Stored parameters above the `MAX_*` caps are refused rather than computed, so a
+/// tampered record cannot make verification allocate gigabytes.
+///
+/// ```
+/// use keymint::{Argon2idHasher, SecretHasher};
+///
+/// let hasher = Argon2idHasher::builder().m_cost(1024).t_cost(1).build()?; // fast, for the doctest
+/// let stored = hasher.hash(b"the secret part of a key")?;
+/// assert!(stored.as_str().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+/// assert!(hasher.verify(b"the secret part of a key", &stored.phc()?)?);
+/// assert!(!hasher.verify(b"another secret", &stored.phc()?)?);
+/// # Ok::<(), keymint::HashError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Argon2idHasher {
+    m_cost: u32,
+    t_cost: u32,
+    p_cost: u32,
+}
+
+impl Argon2idHasher {
+    /// PHC algorithm identifier.
+    pub const ALGORITHM: &'static str = "argon2id";
+    /// Default memory cost in KiB (OWASP).
+    pub const DEFAULT_M_COST: u32 = 19_456;
+    /// Default number of passes (OWASP).
+    pub const DEFAULT_T_COST: u32 = 2;
+    /// Default parallelism (OWASP).
+    pub const DEFAULT_P_COST: u32 = 1;
+    /// Largest memory cost computed on verify: 1 GiB.
+    pub const MAX_M_COST: u32 = 1 << 20;
+    /// Largest number of passes computed on verify.
+    pub const MAX_T_COST: u32 = 64;
+    /// Largest parallelism computed on verify.
+    pub const MAX_P_COST: u32 = 16;
+    const SALT_LEN: usize = 16;
+    const OUTPUT_LEN: usize = 32;
+
+    /// The hasher with default parameters.
+    pub fn new() -> Self {
+        Self {
+            m_cost: Self::DEFAULT_M_COST,
+            t_cost: Self::DEFAULT_T_COST,
+            p_cost: Self::DEFAULT_P_COST,
+        }
+    }
+
+    /// A builder starting from the defaults.
+    pub fn builder() -> Argon2idBuilder {
+        Argon2idBuilder { inner: Self::new() }
+    }
+
+    fn compute(
+        secret: &[u8],
+        salt: &[u8],
+        (m, t, p): (u32, u32, u32),
+        out: &mut [u8],
+    ) -> Result<(), HashError> {
+        let params = Params::new(m, t, p, Some(out.len()))
+            .map_err(|_| HashError::UnsupportedParams("argon2 rejected the parameters"))?;
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password_into(secret, salt, out)
+            .map_err(|_| HashError::Backend("argon2 failed"))
+    }
+
+    fn stored_params(stored: &Phc<'_>) -> Result<(u32, u32, u32), HashError> {
+        if stored.version() != Some(0x13) {
+            return Err(HashError::UnsupportedParams("argon2 version must be v=19"));
+        }
+        let m = stored.decimal_param("m")?;
+        let t = stored.decimal_param("t")?;
+        let p = stored.decimal_param("p")?;
+        if m > Self::MAX_M_COST || t > Self::MAX_T_COST || p > Self::MAX_P_COST {
+            return Err(HashError::UnsupportedParams(
+                "argon2 cost above the verify cap",
+            ));
+        }
+        Ok((m, t, p))
+    }
+}
+
+impl Default for Argon2idHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SecretHasher for Argon2idHasher {
+    fn algorithm(&self) -> &'static str {
+        Self::ALGORITHM
+    }
+
+    fn hash(&self, secret: &[u8]) -> Result<PhcHash, HashError> {
+        let mut salt = [0u8; Self::SALT_LEN];
+        getrandom::fill(&mut salt).map_err(crate::error::RngError::from)?;
+        let mut out = Zeroizing::new([0u8; Self::OUTPUT_LEN]);
+        Self::compute(
+            secret,
+            &salt,
+            (self.m_cost, self.t_cost, self.p_cost),
+            &mut out[..],
+        )?;
+        Ok(PhcHash::from_trusted(format!(
+            "$argon2id$v=19$m={},t={},p={}${}${}",
+            self.m_cost,
+            self.t_cost,
+            self.p_cost,
+            encode_b64(&salt),
+            encode_b64(&out[..])
+        )))
+    }
+
+    fn verify(&self, secret: &[u8], stored: &Phc<'_>) -> Result<bool, HashError> {
+        if stored.algorithm() != Self::ALGORITHM {
+            return Err(HashError::UnsupportedAlgorithm(
+                stored.algorithm().to_owned(),
+            ));
+        }
+        let params = Self::stored_params(stored)?;
+        let salt = stored.salt()?;
+        let expected = stored.hash()?;
+        if !(8..=64).contains(&salt.len()) || !(16..=64).contains(&expected.len()) {
+            return Err(HashError::UnsupportedParams("argon2 salt or output length"));
+        }
+        let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+        Self::compute(secret, &salt, params, &mut out)?;
+        Ok(bool::from(out.ct_eq(&expected)))
+    }
+
+    fn needs_rehash(&self, stored: &Phc<'_>) -> bool {
+        stored.algorithm() != Self::ALGORITHM
+            || Self::stored_params(stored).ok() != Some((self.m_cost, self.t_cost, self.p_cost))
+            || stored.hash().map(|h| h.len()).ok() != Some(Self::OUTPUT_LEN)
+    }
+}
+
+/// Builds an [`Argon2idHasher`]; [`build`](Self::build) checks the ranges.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Argon2idBuilder {
+    inner: Argon2idHasher,
+}
+
+impl Argon2idBuilder {
+    /// Memory cost in KiB, 8..=[`Argon2idHasher::MAX_M_COST`] (and at least 8 × p).
+    pub fn m_cost(mut self, kib: u32) -> Self {
+        self.inner.m_cost = kib;
+        self
+    }
+
+    /// Passes, 1..=[`Argon2idHasher::MAX_T_COST`].
+    pub fn t_cost(mut self, passes: u32) -> Self {
+        self.inner.t_cost = passes;
+        self
+    }
+
+    /// Lanes, 1..=[`Argon2idHasher::MAX_P_COST`].
+    pub fn p_cost(mut self, lanes: u32) -> Self {
+        self.inner.p_cost = lanes;
+        self
+    }
+
+    /// Checks the parameters.
+    ///
+    /// # Errors
+    /// [`HashError::InvalidConfig`] for a parameter out of range.
+    pub fn build(self) -> Result<Argon2idHasher, HashError> {
+        let Argon2idHasher {
+            m_cost,
+            t_cost,
+            p_cost,
+        } = self.inner;
+        if !(1..=Argon2idHasher::MAX_P_COST).contains(&p_cost) {
+            return Err(HashError::InvalidConfig("argon2 p_cost must be 1..=16"));
+        }
+        if !(1..=Argon2idHasher::MAX_T_COST).contains(&t_cost) {
+            return Err(HashError::InvalidConfig("argon2 t_cost must be 1..=64"));
+        }
+        if m_cost < 8 * p_cost || m_cost > Argon2idHasher::MAX_M_COST {
+            return Err(HashError::InvalidConfig(
+                "argon2 m_cost must be 8*p..=1048576 KiB",
+            ));
+        }
+        Ok(self.inner)
+    }
+}

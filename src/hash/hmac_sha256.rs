@@ -1,0 +1,189 @@
+//! HMAC-SHA-256 keyed by a server-side pepper: the fast hasher for high-entropy keys.
+
+use std::fmt;
+use std::sync::Arc;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::phc::{Phc, encode_b64};
+use super::{PhcHash, SecretHasher};
+use crate::error::HashError;
+
+/// A server-side HMAC key. At least 32 bytes; zeroized on drop; never printed.
+#[derive(Clone)]
+pub struct Pepper(Arc<Zeroizing<Vec<u8>>>);
+
+impl Pepper {
+    /// Shortest pepper accepted, in bytes.
+    pub const MIN_LEN: usize = 32;
+
+    /// Wraps `bytes` (for example 32 bytes from a secrets manager).
+    ///
+    /// # Errors
+    /// [`HashError::InvalidConfig`] when shorter than [`Pepper::MIN_LEN`].
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, HashError> {
+        let bytes = Zeroizing::new(bytes.into());
+        if bytes.len() < Self::MIN_LEN {
+            return Err(HashError::InvalidConfig("pepper must be at least 32 bytes"));
+        }
+        Ok(Self(Arc::new(bytes)))
+    }
+}
+
+impl fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pepper([REDACTED])")
+    }
+}
+
+/// HMAC-SHA-256 over `salt || secret`, keyed by a [`Pepper`], stored as
+/// `$hmac-sha256$kid=<pepper id>$<salt>$<mac>`.
+///
+/// When to choose it: keymint's secrets carry at least 131 bits of CSPRNG entropy, so a slow
+/// hash adds nothing against brute force of the secret itself; what protects a leaked
+/// database is the pepper, which lives outside it (GitHub and Unkey store a SHA-256 of their
+/// tokens for the same reason). It costs about a microsecond instead of Argon2's tens of
+/// milliseconds. Prefer Argon2id (the default) when you cannot keep a pepper out of the
+/// database's blast radius, or when keys might be low-entropy.
+///
+/// Peppers rotate by id: hash with the current one, keep old ones for verification, and
+/// [`needs_rehash`](SecretHasher::needs_rehash) reports hashes made with an old one.
+///
+/// ```
+/// use keymint::{HmacSha256Hasher, Pepper, SecretHasher};
+///
+/// let hasher = HmacSha256Hasher::new("k1", Pepper::new([7u8; 32])?)?;
+/// let stored = hasher.hash(b"secret")?;
+/// assert!(stored.as_str().starts_with("$hmac-sha256$kid=k1$"));
+/// assert!(hasher.verify(b"secret", &stored.phc()?)?);
+///
+/// let rotated = HmacSha256Hasher::new("k2", Pepper::new([9u8; 32])?)?
+///     .with_previous("k1", Pepper::new([7u8; 32])?)?;
+/// assert!(rotated.verify(b"secret", &stored.phc()?)?);
+/// assert!(rotated.needs_rehash(&stored.phc()?));
+/// # Ok::<(), keymint::HashError>(())
+/// ```
+#[derive(Clone)]
+pub struct HmacSha256Hasher {
+    current: (Box<str>, Pepper),
+    previous: Vec<(Box<str>, Pepper)>,
+}
+
+impl HmacSha256Hasher {
+    /// PHC algorithm identifier.
+    pub const ALGORITHM: &'static str = "hmac-sha256";
+    const SALT_LEN: usize = 16;
+
+    /// A hasher that writes hashes with pepper `kid`.
+    ///
+    /// # Errors
+    /// [`HashError::InvalidConfig`] when `kid` is not 1..=16 characters of `a-z0-9-`.
+    pub fn new(kid: &str, pepper: Pepper) -> Result<Self, HashError> {
+        Ok(Self {
+            current: (check_kid(kid)?, pepper),
+            previous: Vec::new(),
+        })
+    }
+
+    /// Also verifies hashes made with an older pepper `kid`.
+    ///
+    /// # Errors
+    /// [`HashError::InvalidConfig`] for an invalid or duplicate `kid`.
+    pub fn with_previous(mut self, kid: &str, pepper: Pepper) -> Result<Self, HashError> {
+        let kid = check_kid(kid)?;
+        if *kid == *self.current.0 || self.previous.iter().any(|(k, _)| *k == kid) {
+            return Err(HashError::InvalidConfig("duplicate pepper id"));
+        }
+        self.previous.push((kid, pepper));
+        Ok(self)
+    }
+
+    fn mac(pepper: &Pepper, salt: &[u8], secret: &[u8]) -> Result<Hmac<Sha256>, HashError> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&pepper.0)
+            .map_err(|_| HashError::Backend("hmac key rejected"))?;
+        mac.update(salt);
+        mac.update(secret);
+        Ok(mac)
+    }
+
+    fn pepper(&self, kid: &str) -> Option<&Pepper> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find_map(|(k, p)| (**k == *kid).then_some(p))
+    }
+}
+
+fn check_kid(kid: &str) -> Result<Box<str>, HashError> {
+    let ok = (1..=16).contains(&kid.len())
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(kid.into())
+    } else {
+        Err(HashError::InvalidConfig(
+            "pepper id must be 1..=16 of a-z0-9-",
+        ))
+    }
+}
+
+impl fmt::Debug for HmacSha256Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HmacSha256Hasher")
+            .field("current", &self.current.0)
+            .field(
+                "previous",
+                &self.previous.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl SecretHasher for HmacSha256Hasher {
+    fn algorithm(&self) -> &'static str {
+        Self::ALGORITHM
+    }
+
+    fn hash(&self, secret: &[u8]) -> Result<PhcHash, HashError> {
+        let mut salt = [0u8; Self::SALT_LEN];
+        getrandom::fill(&mut salt).map_err(crate::error::RngError::from)?;
+        let tag = Self::mac(&self.current.1, &salt, secret)?
+            .finalize()
+            .into_bytes();
+        Ok(PhcHash::from_trusted(format!(
+            "$hmac-sha256$kid={}${}${}",
+            self.current.0,
+            encode_b64(&salt),
+            encode_b64(&tag)
+        )))
+    }
+
+    fn verify(&self, secret: &[u8], stored: &Phc<'_>) -> Result<bool, HashError> {
+        if stored.algorithm() != Self::ALGORITHM {
+            return Err(HashError::UnsupportedAlgorithm(
+                stored.algorithm().to_owned(),
+            ));
+        }
+        let kid = stored
+            .param("kid")
+            .ok_or(HashError::Malformed("missing kid parameter"))?;
+        let pepper = self
+            .pepper(kid)
+            .ok_or_else(|| HashError::UnknownPepper(kid.to_owned()))?;
+        let salt = stored.salt()?;
+        let expected = stored.hash()?;
+        if expected.len() != 32 {
+            return Err(HashError::Malformed("hmac-sha256 output must be 32 bytes"));
+        }
+        // `verify_slice` compares in constant time.
+        Ok(Self::mac(pepper, &salt, secret)?
+            .verify_slice(&expected)
+            .is_ok())
+    }
+
+    fn needs_rehash(&self, stored: &Phc<'_>) -> bool {
+        stored.algorithm() != Self::ALGORITHM || stored.param("kid") != Some(&*self.current.0)
+    }
+}

@@ -1,0 +1,46 @@
+//! # keymint
+//!
+//! API keys in the style of Stripe and GitHub for any Rust service: prefixed keys with a
+//! checksum, hashed at rest, verified in constant time.
+//!
+//! ```
+//! use keymint::{HashPolicy, KeyFormat, Verdict};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let format = KeyFormat::new("sk_live")?;
+//!
+//! // Mint a key: show `key.expose_secret()` to its owner once, store only the hash.
+//! let key = format.generate()?;
+//! let hashes = HashPolicy::default(); // Argon2id, OWASP parameters
+//! let stored = hashes.hash(key.parsed().expose_secret().as_bytes())?;
+//!
+//! // Later, a request presents the key: parse (no I/O), find the record by id, verify.
+//! let presented = format.parse(key.expose_secret())?;
+//! assert_eq!(presented.id(), key.id().as_str());
+//! let verdict = hashes.verify(presented.expose_secret().as_bytes(), stored.as_str())?;
+//! assert!(verdict.is_match());
+//!
+//! // People only ever see the hint.
+//! println!("verified {}", presented.hint()); // sk_live_AbC123xyZ789_…k2Qz
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod error;
+pub mod format;
+pub mod hash;
+pub mod secret;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{FormatError, HashError, ParseError, RngError};
+pub use format::{
+    Finding, KeyFormat, KeyFormatBuilder, KeyId, ParsedKey, Prefix, Scanner, parse_key,
+};
+pub use hash::{
+    Argon2idHasher, HashPolicy, HmacSha256Hasher, Pepper, PhcHash, SecretHasher, Verdict,
+};
+pub use secret::{GeneratedKey, KeyHint};
