@@ -12,6 +12,7 @@ const CLASSES: [u8; 256] = {
     let mut table = [0u8; 256];
     let mut i = 0;
     while i < 256 {
+        #[allow(clippy::cast_possible_truncation)] // i < 256
         let c = i as u8;
         let mut class = 0;
         if c.is_ascii_alphanumeric() {
@@ -80,7 +81,7 @@ mod tests {
     #[test]
     fn alphabet_order_matches_digit_values() {
         for (value, &c) in ALPHABET.iter().enumerate() {
-            assert_eq!(digit(c), Some(value as u32));
+            assert_eq!(digit(c).map(|d| d as usize), Some(value));
             assert!(is_base62(c));
         }
         assert_eq!(digit(b'_'), None);
