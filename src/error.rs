@@ -110,3 +110,146 @@ pub enum HashError {
     #[error("hash computation failed: {0}")]
     Backend(&'static str),
 }
+
+/// A [`KeyStore`](crate::KeyStore) operation failed.
+#[derive(Clone, Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Insert of an id that exists, or update of a record whose version moved on.
+    #[error("conflict: the record exists or was changed concurrently")]
+    Conflict,
+    /// No record with that id.
+    #[error("record not found")]
+    NotFound,
+    /// The backend could not answer (connection, timeout, corrupt row). Authentication
+    /// fails closed on this error.
+    #[error("store unavailable")]
+    Unavailable(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Wraps a backend error as [`StoreError::Unavailable`].
+    pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable(std::sync::Arc::new(source))
+    }
+}
+
+/// Why a presented key was not accepted. Each variant maps to an HTTP status
+/// ([`status_code`](Self::status_code)) and a stable metrics label ([`code`](Self::code)).
+///
+/// An unknown id and a wrong secret are one variant, [`VerifyError::Invalid`], so callers
+/// cannot tell them apart; the [audit sink](crate::AuditSink) receives the precise reason.
+#[derive(Clone, Debug, Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Not a well-formed key of the keyring's format (checked without I/O).
+    #[error("malformed api key: {0}")]
+    Malformed(ParseError),
+    /// A well-formed key of another prefix.
+    #[error("unknown api key prefix")]
+    UnknownPrefix,
+    /// No such key, or the secret does not match.
+    #[error("invalid api key")]
+    Invalid,
+    /// The key was revoked.
+    #[error("api key revoked")]
+    Revoked,
+    /// The key is disabled.
+    #[error("api key disabled")]
+    Disabled,
+    /// The key is past its expiry (or its rotation grace period).
+    #[error("api key expired")]
+    Expired,
+    /// The key's validity has not started.
+    #[error("api key not yet valid")]
+    NotYetValid,
+    /// The client address is outside the key's allowed networks.
+    #[error("client address not allowed for this api key")]
+    ClientNotAllowed,
+    /// The key has no uses left.
+    #[error("api key usage exhausted")]
+    UsageExhausted,
+    /// The store could not answer: access is denied (fail closed).
+    #[error("key store unavailable")]
+    StoreUnavailable(#[source] StoreError),
+    /// Verification could not be completed (for example an unreadable stored hash): access
+    /// is denied.
+    #[error("api key verification failed internally")]
+    Internal(#[source] HashError),
+}
+
+impl VerifyError {
+    /// The HTTP status for this error: 401 for credentials that are not valid, 403 for
+    /// valid credentials that may not do this, 429 for limits, 500/503 for failures.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Self::Malformed(_)
+            | Self::UnknownPrefix
+            | Self::Invalid
+            | Self::Revoked
+            | Self::Disabled
+            | Self::Expired
+            | Self::NotYetValid => 401,
+            Self::ClientNotAllowed => 403,
+            Self::UsageExhausted => 429,
+            Self::StoreUnavailable(_) => 503,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    /// A short stable label for logs and metrics, such as `"expired"`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::UnknownPrefix => "unknown_prefix",
+            Self::Invalid => "invalid",
+            Self::Revoked => "revoked",
+            Self::Disabled => "disabled",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::ClientNotAllowed => "client_not_allowed",
+            Self::UsageExhausted => "usage_exhausted",
+            Self::StoreUnavailable(_) => "store_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+/// A key management operation (issue, revoke, rotate, update, list) failed.
+#[derive(Clone, Debug, Error)]
+#[non_exhaustive]
+pub enum KeyringError {
+    /// The request is invalid; the message says which field and why.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No key with that id.
+    #[error("key not found")]
+    NotFound,
+    /// The operation is not possible in the key's state (for example enabling a revoked key).
+    #[error("operation not allowed: {0}")]
+    InvalidState(&'static str),
+    /// Concurrent writers kept changing the record; gave up after several attempts.
+    #[error("gave up after repeated concurrent updates")]
+    Contention,
+    /// The store failed.
+    #[error("key store error")]
+    Store(#[source] StoreError),
+    /// Hashing failed.
+    #[error("hashing failed")]
+    Hash(#[from] HashError),
+    /// No randomness for a new key.
+    #[error(transparent)]
+    Rng(#[from] RngError),
+    /// Configuration given to the keyring builder is invalid.
+    #[error("invalid keyring configuration: {0}")]
+    Config(&'static str),
+}
+
+impl From<StoreError> for KeyringError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound,
+            other => Self::Store(other),
+        }
+    }
+}

@@ -29,18 +29,34 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod cidr;
 pub mod clock;
 pub mod error;
 pub mod format;
 pub mod hash;
+pub mod keyring;
+pub mod record;
 pub mod secret;
+pub mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
+pub use cidr::{Cidr, CidrError};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{FormatError, HashError, ParseError, RngError};
+pub use error::{
+    FormatError, HashError, KeyringError, ParseError, RngError, StoreError, VerifyError,
+};
 pub use format::{
     Finding, KeyFormat, KeyFormatBuilder, KeyId, ParsedKey, Prefix, Scanner, parse_key,
 };
 pub use hash::{
     Argon2idHasher, HashPolicy, HmacSha256Hasher, Pepper, PhcHash, SecretHasher, Verdict,
 };
+pub use keyring::{
+    AuditEvent, AuditSink, CacheInvalidation, FailureReason, IssueRequest, IssuedKey, KeyUpdate,
+    Keyring, KeyringBuilder, VerifiedKey, VerifyContext,
+};
+pub use record::{KeyRecord, KeyStatus, Revocation};
 pub use secret::{GeneratedKey, KeyHint};
+pub use store::{Decrement, KeyStore, MemoryStore, Page, PageRequest};

@@ -1,0 +1,157 @@
+//! Configuration of a [`Keyring`], with secure defaults.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+
+use super::cache::VerifiedCache;
+use super::last_used::LastUsed;
+use super::{AuditSink, CacheInvalidation, Inner, Keyring};
+use crate::clock::{Clock, SystemClock};
+use crate::error::KeyringError;
+use crate::format::KeyFormat;
+use crate::hash::HashPolicy;
+use crate::store::KeyStore;
+
+/// Builds a [`Keyring`]; see [`Keyring::builder`] for the defaults.
+#[must_use]
+pub struct KeyringBuilder<S> {
+    format: KeyFormat,
+    store: S,
+    hashes: HashPolicy,
+    clock: Arc<dyn Clock>,
+    cache: Option<(TimeDelta, usize)>,
+    rotation_grace: TimeDelta,
+    last_used_debounce: TimeDelta,
+    audit: Option<Arc<dyn AuditSink>>,
+    invalidation: Option<Arc<dyn CacheInvalidation>>,
+}
+
+impl<S: KeyStore> KeyringBuilder<S> {
+    /// Default verified-key cache lifetime.
+    pub const DEFAULT_CACHE_TTL: TimeDelta = TimeDelta::seconds(30);
+    /// Default verified-key cache size, in entries.
+    pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
+    /// Longest cache lifetime accepted: a revocation made in another process without an
+    /// invalidation channel takes up to this long to be seen.
+    pub const MAX_CACHE_TTL: TimeDelta = TimeDelta::minutes(10);
+    /// Default time a rotated key keeps working.
+    pub const DEFAULT_ROTATION_GRACE: TimeDelta = TimeDelta::hours(24);
+    /// Default minimum interval between last-used writes of one key.
+    pub const DEFAULT_LAST_USED_DEBOUNCE: TimeDelta = TimeDelta::minutes(1);
+
+    pub(super) fn new(format: KeyFormat, store: S) -> Self {
+        Self {
+            format,
+            store,
+            hashes: HashPolicy::default(),
+            clock: Arc::new(SystemClock),
+            cache: Some((Self::DEFAULT_CACHE_TTL, Self::DEFAULT_CACHE_CAPACITY)),
+            rotation_grace: Self::DEFAULT_ROTATION_GRACE,
+            last_used_debounce: Self::DEFAULT_LAST_USED_DEBOUNCE,
+            audit: None,
+            invalidation: None,
+        }
+    }
+
+    /// How secrets are hashed and which stored hashes are accepted.
+    pub fn hashes(mut self, hashes: HashPolicy) -> Self {
+        self.hashes = hashes;
+        self
+    }
+
+    /// Where time comes from (a [`ManualClock`](crate::ManualClock) in tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Verified-key cache lifetime (0 < ttl <= [`MAX_CACHE_TTL`](Self::MAX_CACHE_TTL)) and
+    /// entry count (>= 1).
+    pub fn cache(mut self, ttl: TimeDelta, capacity: usize) -> Self {
+        self.cache = Some((ttl, capacity));
+        self
+    }
+
+    /// No verified-key cache: every verification reads the store and hashes.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// How long a rotated key keeps working (>= 0; 0 stops it at once).
+    pub fn rotation_grace(mut self, grace: TimeDelta) -> Self {
+        self.rotation_grace = grace;
+        self
+    }
+
+    /// Minimum interval between last-used writes of one key (>= 0).
+    pub fn last_used_debounce(mut self, interval: TimeDelta) -> Self {
+        self.last_used_debounce = interval;
+        self
+    }
+
+    /// Where audit events go.
+    pub fn audit(mut self, sink: impl AuditSink) -> Self {
+        self.audit = Some(Arc::new(sink));
+        self
+    }
+
+    /// The fleet's cache-invalidation channel.
+    pub fn invalidation(mut self, channel: impl CacheInvalidation) -> Self {
+        self.invalidation = Some(Arc::new(channel));
+        self
+    }
+
+    /// Checks the configuration and builds the keyring.
+    ///
+    /// # Errors
+    /// [`KeyringError::Config`] for an out-of-range duration or size,
+    /// [`KeyringError::Rng`] when no randomness is available for the cache key.
+    pub fn build(self) -> Result<Keyring<S>, KeyringError> {
+        let cache = match self.cache {
+            None => None,
+            Some((ttl, capacity)) => {
+                if ttl <= TimeDelta::zero() || ttl > Self::MAX_CACHE_TTL {
+                    return Err(KeyringError::Config("cache ttl must be in (0, 10 min]"));
+                }
+                if capacity == 0 {
+                    return Err(KeyringError::Config("cache capacity must be at least 1"));
+                }
+                Some(VerifiedCache::new(ttl, capacity)?)
+            }
+        };
+        if self.rotation_grace < TimeDelta::zero() {
+            return Err(KeyringError::Config("rotation grace must not be negative"));
+        }
+        if self.last_used_debounce < TimeDelta::zero() {
+            return Err(KeyringError::Config(
+                "last-used debounce must not be negative",
+            ));
+        }
+        Ok(Keyring {
+            inner: Arc::new(Inner {
+                format: self.format,
+                store: self.store,
+                hashes: self.hashes,
+                clock: self.clock,
+                cache,
+                rotation_grace: self.rotation_grace,
+                last_used: LastUsed::new(self.last_used_debounce),
+                audit: self.audit,
+                invalidation: self.invalidation,
+            }),
+        })
+    }
+}
+
+impl<S> std::fmt::Debug for KeyringBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyringBuilder")
+            .field("format", &self.format)
+            .field("hashes", &self.hashes)
+            .field("cache", &self.cache)
+            .field("rotation_grace", &self.rotation_grace)
+            .finish_non_exhaustive()
+    }
+}

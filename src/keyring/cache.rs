@@ -1,0 +1,130 @@
+//! The verified-key cache: repeat verifications skip the store and the slow hash.
+//!
+//! Entries are keyed by the key's public id and hold an HMAC-SHA-256 digest of the whole
+//! presented key under a random per-process key, never the plaintext. A hit requires the
+//! presented key's digest to equal the entry's (compared in constant time), so a cached id
+//! with another secret misses and takes the full path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use dashmap::DashMap;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::error::RngError;
+use crate::format::KeyId;
+use crate::record::KeyRecord;
+
+pub(crate) type Digest = [u8; 32];
+
+pub(crate) struct VerifiedCache {
+    keyed: Hmac<Sha256>,
+    ttl: TimeDelta,
+    capacity: usize,
+    entries: DashMap<KeyId, Entry>,
+    last_sweep_secs: AtomicI64,
+}
+
+struct Entry {
+    digest: Digest,
+    record: Arc<KeyRecord>,
+    cached_at: DateTime<Utc>,
+}
+
+impl VerifiedCache {
+    pub(crate) fn new(ttl: TimeDelta, capacity: usize) -> Result<Self, RngError> {
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut key[..])?;
+        #[allow(clippy::expect_used)] // HMAC accepts keys of any length
+        let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(&key[..]).expect("any key length");
+        Ok(Self {
+            keyed,
+            ttl,
+            capacity,
+            entries: DashMap::new(),
+            last_sweep_secs: AtomicI64::new(i64::MIN),
+        })
+    }
+
+    pub(crate) fn digest(&self, presented: &str) -> Digest {
+        let mut mac = self.keyed.clone();
+        mac.update(presented.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The cached record for `id` when `digest` matches and the entry is fresh at `now`.
+    pub(crate) fn get(
+        &self,
+        id: &str,
+        digest: &Digest,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<KeyRecord>> {
+        let entry = self.entries.get(id)?;
+        let fresh = now - entry.cached_at < self.ttl && now >= entry.cached_at;
+        if fresh && bool::from(entry.digest.ct_eq(digest)) {
+            return Some(entry.record.clone());
+        }
+        let stale = !fresh;
+        drop(entry);
+        if stale {
+            self.entries.remove(id);
+        }
+        None
+    }
+
+    pub(crate) fn insert(&self, digest: Digest, record: Arc<KeyRecord>, now: DateTime<Utc>) {
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&record.id) {
+            self.sweep(now);
+            if self.entries.len() >= self.capacity {
+                return; // full of fresh entries: serve this key uncached rather than grow
+            }
+        }
+        self.entries.insert(
+            record.id.clone(),
+            Entry {
+                digest,
+                record,
+                cached_at: now,
+            },
+        );
+    }
+
+    pub(crate) fn invalidate(&self, id: &str) {
+        self.entries.remove(id);
+    }
+
+    /// Drops expired entries, at most once a second so a full cache does not rescan on
+    /// every miss.
+    fn sweep(&self, now: DateTime<Utc>) {
+        let secs = now.timestamp();
+        let last = self.last_sweep_secs.load(Ordering::Relaxed);
+        if last == secs
+            || self
+                .last_sweep_secs
+                .compare_exchange(last, secs, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let ttl = self.ttl;
+        self.entries.retain(|_, e| now - e.cached_at < ttl);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl std::fmt::Debug for VerifiedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedCache")
+            .field("ttl", &self.ttl)
+            .field("capacity", &self.capacity)
+            .field("entries", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,134 @@
+//! What the keyring tells the host: audit events and cache invalidations.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+use crate::format::KeyId;
+use crate::secret::KeyHint;
+
+/// Receives lifecycle events and verification failures, for an audit log or metrics.
+///
+/// Called synchronously on the calling task: keep it fast (push to a channel). Events never
+/// contain a secret.
+pub trait AuditSink: Send + Sync + fmt::Debug + 'static {
+    /// Records one event.
+    fn record(&self, event: &AuditEvent);
+}
+
+/// Something that happened to a key.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// A key was issued (directly or as a rotation successor).
+    Issued {
+        /// The new key's id.
+        id: KeyId,
+        /// Its hint.
+        hint: KeyHint,
+        /// Its owner.
+        owner: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A presented key was refused.
+    VerificationFailed {
+        /// The key id, when the presented string was well-formed enough to have one.
+        id: Option<KeyId>,
+        /// Why, precisely (unlike the error returned to the caller, this tells an unknown
+        /// id from a wrong secret).
+        reason: FailureReason,
+        /// The client address from the request context.
+        client_ip: Option<IpAddr>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A key was revoked.
+    Revoked {
+        /// The key.
+        id: KeyId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A key was disabled.
+    Disabled {
+        /// The key.
+        id: KeyId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A key was enabled again.
+    Enabled {
+        /// The key.
+        id: KeyId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A key was replaced by a successor; it keeps working until `old_expires_at`.
+    Rotated {
+        /// The old key.
+        old: KeyId,
+        /// The successor.
+        new: KeyId,
+        /// End of the old key's grace period.
+        old_expires_at: DateTime<Utc>,
+    },
+    /// A key's attributes were changed.
+    Updated {
+        /// The key.
+        id: KeyId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A key's stored hash was upgraded to the current hasher.
+    Rehashed {
+        /// The key.
+        id: KeyId,
+    },
+}
+
+/// Precise reason for a failed verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// Not a well-formed key.
+    Malformed,
+    /// A well-formed key of another prefix.
+    UnknownPrefix,
+    /// No record with the id.
+    NotFound,
+    /// The record exists but the secret does not match.
+    WrongSecret,
+    /// Revoked.
+    Revoked,
+    /// Disabled.
+    Disabled,
+    /// Expired.
+    Expired,
+    /// Not yet valid.
+    NotYetValid,
+    /// Client address not allowed.
+    ClientNotAllowed,
+    /// No uses left.
+    UsageExhausted,
+    /// Store or hash failure.
+    Unavailable,
+}
+
+/// Carries cache invalidations between the processes of a fleet.
+///
+/// The keyring calls [`publish`](Self::publish) after every change it makes to a key
+/// (revoke, disable, enable, update, rotate). Back it with your pub/sub (Redis, NATS,
+/// PostgreSQL `NOTIFY`) and, in every process, pass each id received to
+/// [`Keyring::invalidate_cached`](crate::Keyring::invalidate_cached).
+///
+/// Staleness bound: without it, a change made in one process reaches the caches of the
+/// others within the cache TTL (default 30 s); with it, within the pub/sub delivery delay
+/// (and still within the TTL if a message is lost).
+pub trait CacheInvalidation: Send + Sync + fmt::Debug + 'static {
+    /// Announces that the record `id` changed.
+    fn publish(&self, id: &KeyId);
+}

@@ -1,0 +1,333 @@
+//! Minting a key and storing its record.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::Keyring;
+use super::blocking::run_blocking;
+use crate::cidr::Cidr;
+use crate::error::{KeyringError, StoreError};
+use crate::record::{KeyRecord, KeyStatus};
+use crate::secret::GeneratedKey;
+use crate::store::KeyStore;
+
+/// Longest owner, name, environment, policy, scope or role string accepted.
+const MAX_FIELD_LEN: usize = 256;
+/// Longest description.
+const MAX_DESCRIPTION_LEN: usize = 4096;
+/// Most scopes, roles or networks on one key.
+const MAX_LIST_LEN: usize = 256;
+/// Largest metadata document, serialised.
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Attempts at a fresh id before giving up (a collision at 71 bits is astronomically rare).
+const ID_ATTEMPTS: usize = 4;
+
+/// What to issue. Only the owner and name are required; everything else defaults to the
+/// least surprising value (no expiry, no scopes, unlimited uses, the default rate-limit
+/// policy, any client address).
+///
+/// ```
+/// use chrono::TimeDelta;
+/// use keymint::IssueRequest;
+///
+/// let request = IssueRequest::new("acct_42", "reporting job")
+///     .scopes(["reports:read"])
+///     .expires_in(TimeDelta::days(90))
+///     .remaining_uses(10_000)
+///     .allowed_networks(["10.0.0.0/8".parse()?]);
+/// # Ok::<(), keymint::CidrError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct IssueRequest {
+    pub(super) owner: String,
+    pub(super) name: String,
+    pub(super) description: Option<String>,
+    pub(super) environment: Option<String>,
+    pub(super) scopes: Vec<String>,
+    pub(super) roles: Vec<String>,
+    pub(super) not_before: Option<DateTime<Utc>>,
+    pub(super) expiry: Option<Expiry>,
+    pub(super) remaining_uses: Option<u64>,
+    pub(super) rate_limit_policy: Option<String>,
+    pub(super) allowed_networks: Vec<Cidr>,
+    pub(super) metadata: serde_json::Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Expiry {
+    At(DateTime<Utc>),
+    In(TimeDelta),
+}
+
+impl IssueRequest {
+    /// A request for a key owned by `owner` (your tenant or user id) named `name`.
+    pub fn new(owner: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            name: name.into(),
+            description: None,
+            environment: None,
+            scopes: Vec::new(),
+            roles: Vec::new(),
+            not_before: None,
+            expiry: None,
+            remaining_uses: None,
+            rate_limit_policy: None,
+            allowed_networks: Vec::new(),
+            metadata: serde_json::Value::Null,
+        }
+    }
+
+    /// A longer description.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
+
+    /// An environment label such as `live` or `test`.
+    pub fn environment(mut self, label: impl Into<String>) -> Self {
+        self.environment = Some(label.into());
+        self
+    }
+
+    /// Scopes granted to the key.
+    pub fn scopes<I: IntoIterator<Item = T>, T: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Roles (configured on the keyring) whose scopes the key also gets.
+    pub fn roles<I: IntoIterator<Item = T>, T: Into<String>>(mut self, roles: I) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The key does not verify before `at`.
+    pub fn not_before(mut self, at: DateTime<Utc>) -> Self {
+        self.not_before = Some(at);
+        self
+    }
+
+    /// The key stops verifying at `at`.
+    pub fn expires_at(mut self, at: DateTime<Utc>) -> Self {
+        self.expiry = Some(Expiry::At(at));
+        self
+    }
+
+    /// The key stops verifying `after` from now (the keyring's clock).
+    pub fn expires_in(mut self, after: TimeDelta) -> Self {
+        self.expiry = Some(Expiry::In(after));
+        self
+    }
+
+    /// The key may be used this many times.
+    pub fn remaining_uses(mut self, uses: u64) -> Self {
+        self.remaining_uses = Some(uses);
+        self
+    }
+
+    /// Name of the rate-limit policy to apply.
+    pub fn rate_limit_policy(mut self, name: impl Into<String>) -> Self {
+        self.rate_limit_policy = Some(name.into());
+        self
+    }
+
+    /// Client networks the key may be used from (empty: anywhere).
+    pub fn allowed_networks(mut self, networks: impl IntoIterator<Item = Cidr>) -> Self {
+        self.allowed_networks = networks.into_iter().collect();
+        self
+    }
+
+    /// Free-form data stored with the key (at most 16 KiB serialised).
+    pub fn metadata(mut self, value: serde_json::Value) -> Self {
+        self.metadata = value;
+        self
+    }
+}
+
+/// A newly issued key: the plaintext (show it once) and the stored record.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct IssuedKey {
+    /// The plaintext key. Hand `key.expose_secret()` to the owner, then drop it.
+    pub key: GeneratedKey,
+    /// The record as stored.
+    pub record: KeyRecord,
+}
+
+pub(super) fn check_text(field: &str, value: &str, max: usize) -> Result<(), KeyringError> {
+    if value.len() > max || value.chars().any(char::is_control) {
+        return Err(KeyringError::InvalidRequest(format!(
+            "{field} must be at most {max} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn check_list(field: &str, values: &[String]) -> Result<(), KeyringError> {
+    if values.len() > MAX_LIST_LEN {
+        return Err(KeyringError::InvalidRequest(format!(
+            "at most {MAX_LIST_LEN} {field}"
+        )));
+    }
+    for v in values {
+        if v.is_empty() || v.len() > MAX_FIELD_LEN || !v.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(KeyringError::InvalidRequest(format!(
+                "each of {field} must be 1 to {MAX_FIELD_LEN} printable ASCII characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn check_metadata(value: &serde_json::Value) -> Result<(), KeyringError> {
+    let size = serde_json::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_METADATA_BYTES {
+        return Err(KeyringError::InvalidRequest(format!(
+            "metadata must serialise to at most {MAX_METADATA_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl<S: KeyStore> Keyring<S> {
+    /// Mints a key, hashes its secret (off the async executor) and stores the record.
+    ///
+    /// # Errors
+    /// [`KeyringError::InvalidRequest`] naming the offending field (empty owner, expiry not
+    /// in the future, oversized metadata, ...), or a store, hash or randomness failure.
+    pub async fn issue(&self, request: IssueRequest) -> Result<IssuedKey, KeyringError> {
+        let now = self.inner.clock.now();
+        if request.owner.is_empty() {
+            return Err(KeyringError::InvalidRequest(
+                "owner must not be empty".into(),
+            ));
+        }
+        check_text("owner", &request.owner, MAX_FIELD_LEN)?;
+        check_text("name", &request.name, MAX_FIELD_LEN)?;
+        if let Some(d) = &request.description {
+            check_text("description", d, MAX_DESCRIPTION_LEN)?;
+        }
+        for (field, v) in [
+            ("environment", &request.environment),
+            ("rate_limit_policy", &request.rate_limit_policy),
+        ] {
+            if let Some(v) = v {
+                check_text(field, v, MAX_FIELD_LEN)?;
+            }
+        }
+        check_list("scopes", &request.scopes)?;
+        check_list("roles", &request.roles)?;
+        if request.allowed_networks.len() > MAX_LIST_LEN {
+            return Err(KeyringError::InvalidRequest(format!(
+                "at most {MAX_LIST_LEN} networks"
+            )));
+        }
+        check_metadata(&request.metadata)?;
+        let expires_at = match request.expiry {
+            None => None,
+            Some(Expiry::At(at)) => Some(at),
+            Some(Expiry::In(after)) => Some(
+                now.checked_add_signed(after)
+                    .ok_or_else(|| KeyringError::InvalidRequest("expiry out of range".into()))?,
+            ),
+        };
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(KeyringError::InvalidRequest(
+                "expiry must be in the future".into(),
+            ));
+        }
+        if let (Some(nb), Some(exp)) = (request.not_before, expires_at) {
+            if nb >= exp {
+                return Err(KeyringError::InvalidRequest(
+                    "not_before must precede expiry".into(),
+                ));
+            }
+        }
+        let template = RecordTemplate {
+            owner: request.owner,
+            name: request.name,
+            description: request.description,
+            environment: request.environment,
+            scopes: request.scopes,
+            roles: request.roles,
+            not_before: request.not_before,
+            expires_at,
+            remaining_uses: request.remaining_uses,
+            rate_limit_policy: request.rate_limit_policy,
+            allowed_networks: request.allowed_networks,
+            metadata: request.metadata,
+        };
+        self.mint(template).await
+    }
+
+    /// Generates, hashes and inserts a key, retrying on an id collision.
+    pub(super) async fn mint(&self, t: RecordTemplate) -> Result<IssuedKey, KeyringError> {
+        for _ in 0..ID_ATTEMPTS {
+            let key = self.inner.format.generate()?;
+            let secret = zeroize::Zeroizing::new(key.parsed().expose_secret().to_owned());
+            let hashes = self.inner.hashes.clone();
+            let hash = run_blocking(move || hashes.hash(secret.as_bytes())).await??;
+            let record = KeyRecord {
+                id: key.id().clone(),
+                hash,
+                prefix: self.inner.format.prefix().clone(),
+                hint: key.hint(),
+                owner: t.owner.clone(),
+                name: t.name.clone(),
+                description: t.description.clone(),
+                environment: t.environment.clone(),
+                scopes: t.scopes.clone(),
+                roles: t.roles.clone(),
+                created_at: self.inner.clock.now(),
+                not_before: t.not_before,
+                expires_at: t.expires_at,
+                status: KeyStatus::Active,
+                revocation: None,
+                successor: None,
+                last_used_at: None,
+                remaining_uses: t.remaining_uses,
+                rate_limit_policy: t.rate_limit_policy.clone(),
+                allowed_networks: t.allowed_networks.clone(),
+                metadata: t.metadata.clone(),
+                version: 0,
+            };
+            match self.inner.store.insert(&record).await {
+                Ok(()) => {
+                    tracing::info!(key_id = %record.id, hint = %record.hint, owner = %record.owner, "api key issued");
+                    self.audit(|| super::AuditEvent::Issued {
+                        id: record.id.clone(),
+                        hint: record.hint.clone(),
+                        owner: record.owner.clone(),
+                        at: record.created_at,
+                    });
+                    return Ok(IssuedKey { key, record });
+                }
+                Err(StoreError::Conflict) => {
+                    tracing::warn!(key_id = %record.id, "key id collision, retrying with a new id");
+                }
+                Err(e) => return Err(KeyringError::Store(e)),
+            }
+        }
+        Err(KeyringError::Contention)
+    }
+}
+
+/// The attributes of a record to mint (shared by issue and rotate).
+#[derive(Clone, Debug)]
+pub(super) struct RecordTemplate {
+    pub(super) owner: String,
+    pub(super) name: String,
+    pub(super) description: Option<String>,
+    pub(super) environment: Option<String>,
+    pub(super) scopes: Vec<String>,
+    pub(super) roles: Vec<String>,
+    pub(super) not_before: Option<DateTime<Utc>>,
+    pub(super) expires_at: Option<DateTime<Utc>>,
+    pub(super) remaining_uses: Option<u64>,
+    pub(super) rate_limit_policy: Option<String>,
+    pub(super) allowed_networks: Vec<Cidr>,
+    pub(super) metadata: serde_json::Value,
+}

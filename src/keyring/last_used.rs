@@ -1,0 +1,70 @@
+//! Debounced last-used tracking: at most one store write per key per interval, batched,
+//! and never awaited by the request that triggered it.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use dashmap::DashMap;
+
+use crate::format::KeyId;
+
+/// Most keys remembered between flushes; past this the memory is reset (costing at most
+/// one extra write per key) so it stays bounded.
+const MAX_TRACKED: usize = 1 << 20;
+
+#[derive(Debug)]
+pub(crate) struct LastUsed {
+    debounce: TimeDelta,
+    queued_at: DashMap<KeyId, DateTime<Utc>>,
+    pending: Mutex<Vec<(KeyId, DateTime<Utc>)>>,
+    pub(crate) flushing: AtomicBool,
+}
+
+impl LastUsed {
+    pub(crate) fn new(debounce: TimeDelta) -> Self {
+        Self {
+            debounce,
+            queued_at: DashMap::new(),
+            pending: Mutex::new(Vec::new()),
+            flushing: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes a use; returns whether a write was queued (the caller then schedules a flush).
+    pub(crate) fn touch(&self, id: &KeyId, now: DateTime<Utc>) -> bool {
+        if let Some(at) = self.queued_at.get(id) {
+            if now - *at < self.debounce {
+                return false;
+            }
+        }
+        if self.queued_at.len() >= MAX_TRACKED {
+            self.queued_at.clear();
+        }
+        self.queued_at.insert(id.clone(), now);
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() < MAX_TRACKED {
+            pending.push((id.clone(), now));
+        }
+        true
+    }
+
+    pub(crate) fn take_pending(&self) -> Vec<(KeyId, DateTime<Utc>)> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts a batch back after a failed write, so it is retried with the next flush.
+    pub(crate) fn requeue(&self, batch: Vec<(KeyId, DateTime<Utc>)>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let room = MAX_TRACKED.saturating_sub(pending.len());
+        pending.extend(batch.into_iter().take(room));
+    }
+
+    pub(crate) fn try_start_flush(&self) -> bool {
+        !self.flushing.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn end_flush(&self) {
+        self.flushing.store(false, Ordering::Release);
+    }
+}

@@ -1,0 +1,790 @@
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::*;
+use crate::error::{KeyringError, StoreError, VerifyError};
+use crate::format::KeyId;
+use crate::hash::{Argon2idHasher, HmacSha256Hasher, Pepper};
+use crate::record::{KeyRecord, KeyStatus};
+use crate::store::{Decrement, MemoryStore, Page, PageRequest};
+use crate::{ManualClock, Verdict};
+
+/// A memory store that counts reads and writes and can be switched off.
+#[derive(Clone, Debug, Default)]
+struct Probe {
+    inner: MemoryStore,
+    gets: Arc<AtomicUsize>,
+    last_used_writes: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("probe store is down")]
+struct Down;
+
+impl Probe {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable(Down))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl KeyStore for Probe {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert(record).await
+    }
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.check()?;
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(id).await
+    }
+    async fn update(&self, record: &KeyRecord) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.update(record).await
+    }
+    async fn decrement_remaining(&self, id: &KeyId, uses: u64) -> Result<Decrement, StoreError> {
+        self.check()?;
+        self.inner.decrement_remaining(id, uses).await
+    }
+    async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.check()?;
+        self.last_used_writes
+            .fetch_add(batch.len(), Ordering::SeqCst);
+        self.inner.record_last_used(batch).await
+    }
+    async fn list_by_owner(&self, owner: &str, page: &PageRequest) -> Result<Page, StoreError> {
+        self.check()?;
+        self.inner.list_by_owner(owner, page).await
+    }
+    async fn list_expiring(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        self.check()?;
+        self.inner.list_expiring(from, to, page).await
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Recorder(Arc<Mutex<Vec<AuditEvent>>>);
+
+impl AuditSink for Recorder {
+    fn record(&self, event: &AuditEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+impl Recorder {
+    fn failures(&self) -> Vec<FailureReason> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                AuditEvent::VerificationFailed { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct Channel(tokio::sync::mpsc::UnboundedSender<AuditEvent>);
+
+impl AuditSink for Channel {
+    fn record(&self, event: &AuditEvent) {
+        let _ = self.0.send(event.clone());
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Bus(Arc<Mutex<Vec<KeyId>>>);
+
+impl CacheInvalidation for Bus {
+    fn publish(&self, id: &KeyId) {
+        self.0.lock().unwrap().push(id.clone());
+    }
+}
+
+fn fast_hashes() -> HashPolicy {
+    HashPolicy::new(
+        Argon2idHasher::builder()
+            .m_cost(64)
+            .t_cost(1)
+            .build()
+            .unwrap(),
+    )
+}
+
+struct Fixture {
+    keyring: Keyring<Probe>,
+    store: Probe,
+    clock: ManualClock,
+    audit: Recorder,
+    bus: Bus,
+}
+
+fn fixture() -> Fixture {
+    fixture_with(|b| b)
+}
+
+fn fixture_with(configure: impl FnOnce(KeyringBuilder<Probe>) -> KeyringBuilder<Probe>) -> Fixture {
+    let store = Probe::default();
+    let clock = ManualClock::default();
+    let audit = Recorder::default();
+    let bus = Bus::default();
+    let builder = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+        .hashes(fast_hashes())
+        .clock(clock.clone())
+        .audit(audit.clone())
+        .invalidation(bus.clone());
+    let keyring = configure(builder).build().unwrap();
+    Fixture {
+        keyring,
+        store,
+        clock,
+        audit,
+        bus,
+    }
+}
+
+fn ctx() -> VerifyContext {
+    VerifyContext::new()
+}
+
+/// The same id with another secret and a valid checksum: passes every offline check.
+fn wrong_secret(key: &str) -> String {
+    let body = &key[..key.len() - 6];
+    let mut altered = body.to_owned();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'a' { 'b' } else { 'a' });
+    crate::format::seal(&altered)
+}
+
+#[tokio::test]
+async fn issued_key_verifies_and_repeat_verifications_hit_the_cache() {
+    let f = fixture();
+    let issued = f
+        .keyring
+        .issue(IssueRequest::new("acct_1", "ci"))
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    let verified = f.keyring.verify(key, &ctx()).await.unwrap();
+    assert_eq!(verified.id(), &issued.record.id);
+    assert_eq!(verified.owner(), "acct_1");
+    assert_eq!(f.store.gets.load(Ordering::SeqCst), 1);
+    for _ in 0..5 {
+        f.keyring.verify(key, &ctx()).await.unwrap();
+    }
+    assert_eq!(
+        f.store.gets.load(Ordering::SeqCst),
+        1,
+        "repeat verifications must be served by the cache"
+    );
+}
+
+#[tokio::test]
+async fn cache_expires_after_its_ttl() {
+    let f = fixture_with(|b| b.cache(TimeDelta::seconds(30), 100));
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    f.clock.advance(TimeDelta::seconds(29));
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    assert_eq!(f.store.gets.load(Ordering::SeqCst), 1);
+    f.clock.advance(TimeDelta::seconds(1));
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    assert_eq!(
+        f.store.gets.load(Ordering::SeqCst),
+        2,
+        "an entry older than the TTL must not be served"
+    );
+}
+
+#[tokio::test]
+async fn cache_stays_within_capacity() {
+    let f = fixture_with(|b| b.cache(TimeDelta::seconds(30), 2));
+    let mut keys = Vec::new();
+    for i in 0..4 {
+        keys.push(
+            f.keyring
+                .issue(IssueRequest::new("a", format!("k{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for k in &keys {
+        f.keyring
+            .verify(k.key.expose_secret(), &ctx())
+            .await
+            .unwrap();
+    }
+    assert_eq!(f.keyring.inner.cache.as_ref().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn wrong_secret_and_unknown_id_are_the_same_error_to_callers() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    f.keyring.verify(key, &ctx()).await.unwrap(); // cached now: a wrong secret must still miss
+
+    let wrong = wrong_secret(key);
+    assert!(f.keyring.format().parse(&wrong).is_ok());
+    let e1 = f.keyring.verify(&wrong, &ctx()).await.unwrap_err();
+    let unknown = f.keyring.format().generate().unwrap();
+    let e2 = f
+        .keyring
+        .verify(unknown.expose_secret(), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(e1, VerifyError::Invalid) && matches!(e2, VerifyError::Invalid));
+    assert_eq!(e1.to_string(), e2.to_string());
+    assert_eq!(e1.status_code(), 401);
+    assert_eq!(
+        f.audit.failures(),
+        vec![FailureReason::WrongSecret, FailureReason::NotFound]
+    );
+}
+
+#[tokio::test]
+async fn garbage_never_reaches_the_store() {
+    let f = fixture();
+    let other_prefix = KeyFormat::new("pk_test").unwrap().generate().unwrap();
+    let cases = [
+        "",
+        "hello",
+        "sk_test_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB000000",
+        other_prefix.expose_secret(),
+    ];
+    for presented in cases {
+        let err = f.keyring.verify(presented, &ctx()).await.unwrap_err();
+        assert_eq!(err.status_code(), 401);
+    }
+    assert!(matches!(
+        f.keyring.verify(other_prefix.expose_secret(), &ctx()).await,
+        Err(VerifyError::UnknownPrefix)
+    ));
+    assert_eq!(f.store.gets.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn revoked_key_never_verifies_again_even_from_cache() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    let revoked = f.keyring.revoke(&issued.record.id, "leaked").await.unwrap();
+    assert_eq!(revoked.status, KeyStatus::Revoked);
+    assert_eq!(revoked.revocation.as_ref().unwrap().reason, "leaked");
+    assert!(matches!(
+        f.keyring.verify(key, &ctx()).await,
+        Err(VerifyError::Revoked)
+    ));
+    assert!(matches!(
+        f.keyring.enable(&issued.record.id).await,
+        Err(KeyringError::InvalidState(_))
+    ));
+    assert!(matches!(
+        f.keyring.rotate(&issued.record.id, None).await,
+        Err(KeyringError::InvalidState(_))
+    ));
+    assert_eq!(
+        f.bus.0.lock().unwrap().as_slice(),
+        std::slice::from_ref(&issued.record.id),
+        "revocation must be announced to the fleet"
+    );
+}
+
+#[tokio::test]
+async fn disable_and_enable() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    f.keyring.disable(&issued.record.id).await.unwrap();
+    assert!(matches!(
+        f.keyring.verify(key, &ctx()).await,
+        Err(VerifyError::Disabled)
+    ));
+    f.keyring.enable(&issued.record.id).await.unwrap();
+    f.keyring.verify(key, &ctx()).await.unwrap();
+}
+
+#[tokio::test]
+async fn expiry_and_not_before_follow_the_clock_on_every_hit() {
+    let f = fixture();
+    let start = f.clock.now();
+    let issued = f
+        .keyring
+        .issue(
+            IssueRequest::new("a", "n")
+                .not_before(start + TimeDelta::seconds(10))
+                .expires_in(TimeDelta::seconds(20)),
+        )
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    assert!(matches!(
+        f.keyring.verify(key, &ctx()).await,
+        Err(VerifyError::NotYetValid)
+    ));
+    f.clock.advance(TimeDelta::seconds(10));
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    f.clock.advance(TimeDelta::milliseconds(9_999));
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    f.clock.advance(TimeDelta::milliseconds(1));
+    assert!(matches!(
+        f.keyring.verify(key, &ctx()).await,
+        Err(VerifyError::Expired)
+    ));
+    assert_eq!(
+        f.store.gets.load(Ordering::SeqCst),
+        1,
+        "one store read: every later verdict, expiry included, came from the cache"
+    );
+}
+
+#[tokio::test]
+async fn issue_rejects_bad_requests() {
+    let f = fixture();
+    let now = f.clock.now();
+    for request in [
+        IssueRequest::new("", "n"),
+        IssueRequest::new("a", "bad\nname"),
+        IssueRequest::new("a", "n").expires_at(now),
+        IssueRequest::new("a", "n").expires_in(TimeDelta::seconds(-1)),
+        IssueRequest::new("a", "n")
+            .not_before(now + TimeDelta::hours(2))
+            .expires_in(TimeDelta::hours(1)),
+        IssueRequest::new("a", "n").scopes([""]),
+        IssueRequest::new("a", "n").metadata(serde_json::json!("x".repeat(20_000))),
+    ] {
+        assert!(matches!(
+            f.keyring.issue(request).await,
+            Err(KeyringError::InvalidRequest(_))
+        ));
+    }
+    assert!(f.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn client_address_allowlist() {
+    let f = fixture();
+    let issued = f
+        .keyring
+        .issue(IssueRequest::new("a", "n").allowed_networks([
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]))
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    let from = |ip: &str| VerifyContext::new().client_ip(ip.parse().unwrap());
+    f.keyring.verify(key, &from("10.1.2.3")).await.unwrap();
+    f.keyring.verify(key, &from("2001:db8::5")).await.unwrap();
+    let denied = f
+        .keyring
+        .verify(key, &from("192.168.1.1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(denied, VerifyError::ClientNotAllowed));
+    assert_eq!(denied.status_code(), 403);
+    assert!(
+        matches!(
+            f.keyring.verify(key, &ctx()).await,
+            Err(VerifyError::ClientNotAllowed)
+        ),
+        "unknown client address must fail closed"
+    );
+}
+
+#[tokio::test]
+async fn remaining_uses_are_taken_only_by_admitted_requests() {
+    let f = fixture();
+    let issued = f
+        .keyring
+        .issue(
+            IssueRequest::new("a", "n")
+                .remaining_uses(2)
+                .allowed_networks(["10.0.0.0/8".parse().unwrap()]),
+        )
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    let inside = VerifyContext::new().client_ip("10.0.0.1".parse().unwrap());
+    let outside = VerifyContext::new().client_ip("11.0.0.1".parse().unwrap());
+    for _ in 0..3 {
+        assert!(f.keyring.verify(key, &outside).await.is_err());
+    }
+    assert_eq!(
+        f.keyring
+            .verify(key, &inside)
+            .await
+            .unwrap()
+            .remaining_uses(),
+        Some(1)
+    );
+    assert_eq!(
+        f.keyring
+            .verify(key, &inside)
+            .await
+            .unwrap()
+            .remaining_uses(),
+        Some(0)
+    );
+    let err = f.keyring.verify(key, &inside).await.unwrap_err();
+    assert!(matches!(err, VerifyError::UsageExhausted));
+    assert_eq!(err.status_code(), 429);
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_old_key_for_the_grace_period() {
+    let f = fixture();
+    let old = f
+        .keyring
+        .issue(
+            IssueRequest::new("acct", "deploy")
+                .scopes(["a:b"])
+                .metadata(serde_json::json!({"team": 7})),
+        )
+        .await
+        .unwrap();
+    let new = f
+        .keyring
+        .rotate(&old.record.id, Some(TimeDelta::hours(1)))
+        .await
+        .unwrap();
+    assert_ne!(new.record.id, old.record.id);
+    assert_eq!(
+        (
+            new.record.owner.as_str(),
+            new.record.scopes.clone(),
+            new.record.metadata.clone()
+        ),
+        (
+            "acct",
+            vec!["a:b".to_string()],
+            serde_json::json!({"team": 7})
+        )
+    );
+    f.keyring
+        .verify(old.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    f.keyring
+        .verify(new.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.keyring.rotate(&old.record.id, None).await,
+        Err(KeyringError::InvalidState(_))
+    ));
+    f.clock.advance(TimeDelta::hours(1));
+    assert!(matches!(
+        f.keyring.verify(old.key.expose_secret(), &ctx()).await,
+        Err(VerifyError::Expired)
+    ));
+    f.keyring
+        .verify(new.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.keyring.get(&old.record.id).await.unwrap().successor,
+        Some(new.record.id.clone())
+    );
+}
+
+#[tokio::test]
+async fn rotation_with_default_grace_of_a_day() {
+    let f = fixture();
+    let old = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    f.keyring.rotate(&old.record.id, None).await.unwrap();
+    f.clock
+        .advance(TimeDelta::hours(24) - TimeDelta::seconds(1));
+    f.keyring
+        .verify(old.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    f.clock.advance(TimeDelta::seconds(1));
+    assert!(
+        f.keyring
+            .verify(old.key.expose_secret(), &ctx())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn store_failure_fails_closed() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    f.store.down.store(true, Ordering::SeqCst);
+    let err = f
+        .keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::StoreUnavailable(_)));
+    assert_eq!(err.status_code(), 503);
+    assert!(matches!(
+        f.keyring.issue(IssueRequest::new("a", "n")).await,
+        Err(KeyringError::Store(_))
+    ));
+}
+
+#[tokio::test]
+async fn credit_store_failure_fails_closed_even_when_cached() {
+    let f = fixture();
+    let issued = f
+        .keyring
+        .issue(IssueRequest::new("a", "n").remaining_uses(10))
+        .await
+        .unwrap();
+    f.keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    f.store.down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        f.keyring.verify(issued.key.expose_secret(), &ctx()).await,
+        Err(VerifyError::StoreUnavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn corrupt_stored_hash_fails_closed() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let mut record = issued.record.clone();
+    record.hash =
+        crate::PhcHash::new("$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
+            .unwrap();
+    f.store.inner.update(&record).await.unwrap();
+    let err = f
+        .keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Internal(_)));
+}
+
+#[tokio::test]
+async fn updates_apply_and_invalidate_the_cache() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    assert!(
+        f.keyring
+            .verify(key, &ctx())
+            .await
+            .unwrap()
+            .record()
+            .scopes
+            .is_empty()
+    );
+    let updated = f
+        .keyring
+        .update(
+            &issued.record.id,
+            KeyUpdate::new().scopes(["users:read"]).name("renamed"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "renamed");
+    assert_eq!(
+        f.keyring.verify(key, &ctx()).await.unwrap().record().scopes,
+        vec!["users:read"]
+    );
+    assert!(matches!(
+        f.keyring
+            .update(&issued.record.id, KeyUpdate::new().scopes([" "]))
+            .await,
+        Err(KeyringError::InvalidRequest(_))
+    ));
+    let unknown = f.keyring.format().generate().unwrap();
+    assert!(matches!(
+        f.keyring.update(unknown.id(), KeyUpdate::new()).await,
+        Err(KeyringError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn legacy_hashes_are_upgraded_on_verify() {
+    let store = MemoryStore::new();
+    let hmac = HmacSha256Hasher::new("k1", Pepper::new([3u8; 32]).unwrap()).unwrap();
+    let format = KeyFormat::new("sk_test").unwrap();
+    let old = Keyring::builder(format.clone(), store.clone())
+        .hashes(HashPolicy::new(hmac.clone()))
+        .build()
+        .unwrap();
+    let issued = old.issue(IssueRequest::new("a", "n")).await.unwrap();
+    assert!(issued.record.hash.as_str().starts_with("$hmac-sha256$"));
+
+    let argon = Argon2idHasher::builder()
+        .m_cost(64)
+        .t_cost(1)
+        .build()
+        .unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let new = Keyring::builder(format, store.clone())
+        .hashes(HashPolicy::new(argon).accept(hmac))
+        .audit(Channel(tx))
+        .build()
+        .unwrap();
+    new.verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    // The rehash runs as a background task: wait for its event.
+    let event = tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())
+        .await
+        .expect("rehash finished");
+    assert_eq!(
+        event,
+        Some(AuditEvent::Rehashed {
+            id: issued.record.id.clone()
+        })
+    );
+    let stored = store.get(&issued.record.id).await.unwrap().unwrap();
+    assert!(
+        stored.hash.as_str().starts_with("$argon2id$"),
+        "hash must be upgraded: {:?}",
+        stored.hash
+    );
+    let secret = issued.key.parsed().expose_secret().as_bytes().to_vec();
+    assert_eq!(
+        fast_hashes().verify(&secret, stored.hash.as_str()).unwrap(),
+        Verdict::Match {
+            needs_rehash: false
+        }
+    );
+    new.invalidate_cached(&issued.record.id);
+    new.verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn last_used_is_debounced_and_batched() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    for _ in 0..5 {
+        f.keyring.verify(key, &ctx()).await.unwrap();
+    }
+    f.keyring.flush_last_used().await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(f.store.last_used_writes.load(Ordering::SeqCst), 1);
+    let first = f.clock.now();
+    assert_eq!(
+        f.keyring.get(&issued.record.id).await.unwrap().last_used_at,
+        Some(first)
+    );
+
+    f.clock.advance(TimeDelta::seconds(59));
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    f.keyring.flush_last_used().await.unwrap();
+    assert_eq!(
+        f.store.last_used_writes.load(Ordering::SeqCst),
+        1,
+        "within the debounce interval: no write"
+    );
+
+    f.clock.advance(TimeDelta::seconds(1));
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    f.keyring.flush_last_used().await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(f.store.last_used_writes.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        f.keyring.get(&issued.record.id).await.unwrap().last_used_at,
+        Some(f.clock.now())
+    );
+}
+
+#[tokio::test]
+async fn listings() {
+    let f = fixture();
+    for i in 0..3 {
+        f.keyring
+            .issue(IssueRequest::new("owner_x", format!("k{i}")).expires_in(TimeDelta::days(i + 1)))
+            .await
+            .unwrap();
+    }
+    f.keyring
+        .issue(IssueRequest::new("owner_y", "other"))
+        .await
+        .unwrap();
+    let page = f
+        .keyring
+        .list_by_owner("owner_x", &PageRequest::new(10))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3);
+    let soon = f
+        .keyring
+        .expiring_within(TimeDelta::hours(36), &PageRequest::new(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        soon.items
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["k0"]
+    );
+}
+
+#[tokio::test]
+async fn nothing_printable_contains_the_secret() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let secret = issued.key.parsed().expose_secret().to_owned();
+    let verified = f
+        .keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    let wrong = wrong_secret(issued.key.expose_secret());
+    let err = f.keyring.verify(&wrong, &ctx()).await.unwrap_err();
+    let shown = [
+        format!("{issued:?}"),
+        format!("{verified:?}"),
+        format!("{err} {err:?}"),
+        format!("{:?}", f.keyring),
+        format!("{:?}", f.audit.0.lock().unwrap()),
+        serde_json::to_string(&issued.record).unwrap(),
+    ];
+    for s in shown {
+        assert!(!s.contains(&secret), "{s}");
+    }
+}
+
+#[tokio::test]
+async fn builder_rejects_bad_configuration() {
+    let mk = || Keyring::builder(KeyFormat::new("a").unwrap(), MemoryStore::new());
+    assert!(matches!(
+        mk().cache(TimeDelta::zero(), 10).build(),
+        Err(KeyringError::Config(_))
+    ));
+    assert!(matches!(
+        mk().cache(TimeDelta::hours(1), 10).build(),
+        Err(KeyringError::Config(_))
+    ));
+    assert!(matches!(
+        mk().cache(TimeDelta::seconds(1), 0).build(),
+        Err(KeyringError::Config(_))
+    ));
+    assert!(matches!(
+        mk().rotation_grace(TimeDelta::seconds(-1)).build(),
+        Err(KeyringError::Config(_))
+    ));
+    assert!(mk().without_cache().build().is_ok());
+}

@@ -1,0 +1,322 @@
+//! The hot path: from a presented string to a verified key or a precise refusal.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use zeroize::Zeroizing;
+
+use super::blocking::{run_blocking, spawn_or_run};
+use super::{AuditEvent, FailureReason, Keyring};
+use crate::error::{ParseError, VerifyError};
+use crate::format::{KeyId, ParsedKey};
+use crate::hash::Verdict;
+use crate::record::{KeyRecord, KeyStatus};
+use crate::store::{Decrement, KeyStore};
+
+/// What the caller knows about the request a key was presented with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct VerifyContext {
+    client_ip: Option<IpAddr>,
+}
+
+impl VerifyContext {
+    /// An empty context: no client address known.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The client's address (checked against the key's allowed networks).
+    pub fn client_ip(mut self, ip: IpAddr) -> Self {
+        self.client_ip = Some(ip);
+        self
+    }
+}
+
+/// A key that passed every check.
+#[derive(Clone, Debug)]
+pub struct VerifiedKey {
+    record: Arc<KeyRecord>,
+    remaining_uses: Option<u64>,
+}
+
+impl VerifiedKey {
+    /// The key's record (as of the last store read; may be up to the cache TTL old).
+    pub fn record(&self) -> &KeyRecord {
+        &self.record
+    }
+
+    /// The key's id.
+    pub fn id(&self) -> &KeyId {
+        &self.record.id
+    }
+
+    /// The owner the key belongs to.
+    pub fn owner(&self) -> &str {
+        &self.record.owner
+    }
+
+    /// Uses left after this one, for keys with a use limit.
+    pub fn remaining_uses(&self) -> Option<u64> {
+        self.remaining_uses
+    }
+}
+
+impl<S: KeyStore> Keyring<S> {
+    /// Verifies a presented key in the documented order (see the [module docs](super)).
+    ///
+    /// Never grants access on a store or hash failure.
+    ///
+    /// # Errors
+    /// The first check that failed, as a [`VerifyError`] (with an HTTP status).
+    pub async fn verify(
+        &self,
+        presented: &str,
+        ctx: &VerifyContext,
+    ) -> Result<VerifiedKey, VerifyError> {
+        let now = self.inner.clock.now();
+        let parsed = match self.inner.format.parse(presented) {
+            Ok(parsed) => parsed,
+            Err(ParseError::PrefixMismatch) => {
+                return Err(self.refuse(
+                    None,
+                    FailureReason::UnknownPrefix,
+                    ctx,
+                    now,
+                    VerifyError::UnknownPrefix,
+                ));
+            }
+            Err(e) => {
+                return Err(self.refuse(
+                    None,
+                    FailureReason::Malformed,
+                    ctx,
+                    now,
+                    VerifyError::Malformed(e),
+                ));
+            }
+        };
+
+        let record = self.authenticate(presented, &parsed, ctx, now).await?;
+        let fail = |reason, err| Err(self.refuse(Some(&record.id), reason, ctx, now, err));
+
+        match record.status {
+            KeyStatus::Active => {}
+            KeyStatus::Revoked => return fail(FailureReason::Revoked, VerifyError::Revoked),
+            KeyStatus::Disabled => return fail(FailureReason::Disabled, VerifyError::Disabled),
+        }
+        if record.not_before.is_some_and(|nb| now < nb) {
+            return fail(FailureReason::NotYetValid, VerifyError::NotYetValid);
+        }
+        if record.is_expired_at(now) {
+            return fail(FailureReason::Expired, VerifyError::Expired);
+        }
+        if !record.allowed_networks.is_empty()
+            && !ctx
+                .client_ip
+                .is_some_and(|ip| record.allowed_networks.iter().any(|n| n.contains(ip)))
+        {
+            return fail(
+                FailureReason::ClientNotAllowed,
+                VerifyError::ClientNotAllowed,
+            );
+        }
+
+        let mut remaining_uses = None;
+        if record.remaining_uses.is_some() {
+            match self.inner.store.decrement_remaining(&record.id, 1).await {
+                Ok(Decrement::Taken { remaining }) => remaining_uses = Some(remaining),
+                Ok(Decrement::Unlimited) => {}
+                Ok(Decrement::Exhausted { .. }) => {
+                    return fail(FailureReason::UsageExhausted, VerifyError::UsageExhausted);
+                }
+                Err(e) => {
+                    return fail(FailureReason::Unavailable, VerifyError::StoreUnavailable(e));
+                }
+            }
+        }
+
+        self.note_use(&record.id, now).await;
+        tracing::debug!(key_id = %record.id, "api key verified");
+        Ok(VerifiedKey {
+            record,
+            remaining_uses,
+        })
+    }
+
+    /// Steps 2 and 3: the cached record, or the stored one after a constant-time secret check.
+    async fn authenticate(
+        &self,
+        presented: &str,
+        parsed: &ParsedKey<'_>,
+        ctx: &VerifyContext,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<KeyRecord>, VerifyError> {
+        let digest = self.inner.cache.as_ref().map(|c| c.digest(presented));
+        if let (Some(cache), Some(digest)) = (&self.inner.cache, &digest) {
+            if let Some(record) = cache.get(parsed.id(), digest, now) {
+                return Ok(record);
+            }
+        }
+
+        let id = parsed.key_id();
+        let secret = Zeroizing::new(parsed.expose_secret().to_owned());
+        let stored = match self.inner.store.get(&id).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                return Err(self.refuse(
+                    Some(&id),
+                    FailureReason::Unavailable,
+                    ctx,
+                    now,
+                    VerifyError::StoreUnavailable(e),
+                ));
+            }
+        };
+        let Some(record) = stored else {
+            // Same work as a wrong secret, so timing does not reveal which ids exist.
+            let hashes = self.inner.hashes.clone();
+            let _ = run_blocking(move || hashes.verify_dummy(secret.as_bytes())).await;
+            return Err(self.refuse(
+                Some(&id),
+                FailureReason::NotFound,
+                ctx,
+                now,
+                VerifyError::Invalid,
+            ));
+        };
+
+        let hashes = self.inner.hashes.clone();
+        let stored_hash = record.hash.clone();
+        let check_secret = secret.clone();
+        let verdict =
+            run_blocking(move || hashes.verify(check_secret.as_bytes(), stored_hash.as_str()))
+                .await
+                .and_then(|v| v);
+        let needs_rehash = match verdict {
+            Ok(Verdict::Match { needs_rehash }) => needs_rehash,
+            Ok(Verdict::Mismatch) => {
+                return Err(self.refuse(
+                    Some(&id),
+                    FailureReason::WrongSecret,
+                    ctx,
+                    now,
+                    VerifyError::Invalid,
+                ));
+            }
+            Err(e) => {
+                tracing::error!(key_id = %id, error = %e, "stored hash could not be checked");
+                return Err(self.refuse(
+                    Some(&id),
+                    FailureReason::Unavailable,
+                    ctx,
+                    now,
+                    VerifyError::Internal(e),
+                ));
+            }
+        };
+        if needs_rehash {
+            self.rehash(record.clone(), secret).await;
+        }
+        let record = Arc::new(record);
+        if let (Some(cache), Some(digest)) = (&self.inner.cache, digest) {
+            cache.insert(digest, record.clone(), now);
+        }
+        Ok(record)
+    }
+
+    fn refuse(
+        &self,
+        id: Option<&KeyId>,
+        reason: FailureReason,
+        ctx: &VerifyContext,
+        now: DateTime<Utc>,
+        error: VerifyError,
+    ) -> VerifyError {
+        tracing::info!(
+            key_id = id.map(KeyId::as_str),
+            reason = error.code(),
+            "api key refused"
+        );
+        self.audit(|| AuditEvent::VerificationFailed {
+            id: id.cloned(),
+            reason,
+            client_ip: ctx.client_ip,
+            at: now,
+        });
+        error
+    }
+
+    /// Upgrades a record's hash to the current hasher, in the background; failures are
+    /// logged, never returned.
+    async fn rehash(&self, record: KeyRecord, secret: Zeroizing<String>) {
+        let keyring = self.clone();
+        spawn_or_run(async move {
+            let hashes = keyring.inner.hashes.clone();
+            let fresh = match run_blocking(move || hashes.hash(secret.as_bytes()))
+                .await
+                .and_then(|h| h)
+            {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::warn!(key_id = %record.id, error = %e, "rehash failed");
+                    return;
+                }
+            };
+            let old_hash = record.hash.clone();
+            let result = keyring
+                .modify(&record.id, |r| {
+                    // Only replace the hash we verified against; a concurrent change wins.
+                    if r.hash == old_hash {
+                        r.hash = fresh.clone();
+                    }
+                    Ok(())
+                })
+                .await;
+            match result {
+                Ok(_) => keyring.audit(|| AuditEvent::Rehashed {
+                    id: record.id.clone(),
+                }),
+                Err(e) => tracing::warn!(key_id = %record.id, error = %e, "rehash not stored"),
+            }
+        })
+        .await;
+    }
+
+    /// Queues a debounced last-used write and flushes in the background.
+    async fn note_use(&self, id: &KeyId, now: DateTime<Utc>) {
+        if !self.inner.last_used.touch(id, now) || !self.inner.last_used.try_start_flush() {
+            return;
+        }
+        let keyring = self.clone();
+        spawn_or_run(async move {
+            keyring.flush_batch().await;
+            keyring.inner.last_used.end_flush();
+        })
+        .await;
+    }
+
+    /// Writes queued last-used times now. Call it on shutdown, or periodically when not
+    /// running on tokio (without a runtime, writes happen inline on the verifying task).
+    ///
+    /// # Errors
+    /// The store's error; the batch stays queued for the next flush.
+    pub async fn flush_last_used(&self) -> Result<(), crate::error::StoreError> {
+        let batch = self.inner.last_used.take_pending();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = self.inner.store.record_last_used(&batch).await;
+        if result.is_err() {
+            self.inner.last_used.requeue(batch);
+        }
+        result
+    }
+
+    async fn flush_batch(&self) {
+        if let Err(e) = self.flush_last_used().await {
+            tracing::warn!(error = %e, "last-used write failed; will retry");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The stored form of a key: everything but its secret.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::cidr::Cidr;
+use crate::format::{KeyId, Prefix};
+use crate::hash::PhcHash;
+use crate::secret::KeyHint;
+
+/// Whether a key may be used, apart from its validity window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Switched off; may be enabled again.
+    Disabled,
+    /// Permanently withdrawn.
+    Revoked,
+}
+
+/// When and why a key was revoked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// When it was revoked.
+    pub at: DateTime<Utc>,
+    /// Free text from whoever revoked it ("leaked in a public repository").
+    pub reason: String,
+}
+
+/// A key as the store holds it: its public id, the PHC hash of its secret, and its
+/// attributes. It never contains the secret, so it may be logged and serialised freely.
+///
+/// Stores may persist it as one JSON document (serde) or map its fields to columns;
+/// [`version`](Self::version) drives optimistic concurrency (see
+/// [`KeyStore::update`](crate::KeyStore::update)).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Public id, unique in the store.
+    pub id: KeyId,
+    /// PHC string of the key's secret segment.
+    pub hash: PhcHash,
+    /// The key's prefix.
+    pub prefix: Prefix,
+    /// What may be shown to people: prefix, id and the last four characters.
+    pub hint: KeyHint,
+    /// The host's tenant or user id that owns the key.
+    pub owner: String,
+    /// Short human name ("CI deploy key").
+    pub name: String,
+    /// Longer description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Environment label such as `live` or `test`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Granted scopes (validated by the keyring when issued or updated).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Names of roles configured on the keyring whose scopes the key also gets, resolved at
+    /// verify time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// It does not verify before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// It does not verify from this instant on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Active, disabled or revoked.
+    pub status: KeyStatus,
+    /// Set when revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
+    /// The key that replaced this one through rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<KeyId>,
+    /// Last successful verification, written with debouncing (so it may lag by the
+    /// debounce interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Uses left; `None` for unlimited. Decremented atomically by the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_uses: Option<u64>,
+    /// Name of the rate-limit policy to apply; `None` for the keyring's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_policy: Option<String>,
+    /// Client networks the key may be used from; empty for anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_networks: Vec<Cidr>,
+    /// Free-form data for the host.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub metadata: serde_json::Value,
+    /// Bumped by the store on every write; see [`KeyStore::update`](crate::KeyStore::update).
+    pub version: u64,
+}
+
+impl KeyRecord {
+    /// Whether the key is past its expiry at `now`.
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}
