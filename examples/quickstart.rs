@@ -1,1 +1,87 @@
-fn main() {}
+//! The whole key lifecycle on the in-memory store: issue, verify, expire, rotate, revoke.
+//!
+//! Run with `cargo run --example quickstart`. Nothing else needs to be installed.
+
+use chrono::TimeDelta;
+use keymint::{IssueRequest, KeyFormat, Keyring, ManualClock, MemoryStore, VerifyContext};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A manual clock lets the example jump forward in time; production uses the default
+    // system clock.
+    let clock = ManualClock::default();
+    let keyring = Keyring::builder(KeyFormat::new("sk_live")?, MemoryStore::new())
+        .clock(clock.clone())
+        .build()?;
+    let ctx = VerifyContext::new();
+
+    // Issue two keys. The plaintext is shown once; only an Argon2id hash is stored.
+    let ci = keyring
+        .issue(IssueRequest::new("acct_42", "CI deploy").scopes(["deploys:write"]))
+        .await?;
+    let trial = keyring
+        .issue(IssueRequest::new("acct_42", "trial").expires_in(TimeDelta::hours(1)))
+        .await?;
+    println!(
+        "issued   {}  (give this to the owner once: {})",
+        ci.record.hint,
+        ci.key.expose_secret()
+    );
+    println!("issued   {}  (expires in 1 h)", trial.record.hint);
+    println!("stored   {:?}", ci.record.hash);
+
+    // Verify both.
+    for (name, key) in [("ci", &ci.key), ("trial", &trial.key)] {
+        let verified = keyring.verify(key.expose_secret(), &ctx).await?;
+        println!("verify   {name:<6} -> ok, owner {}", verified.owner());
+    }
+
+    // A typo is caught by the checksum, before any storage or hashing work.
+    let mut typo = ci.key.expose_secret().to_owned();
+    typo.replace_range(30..31, if &typo[30..31] == "x" { "y" } else { "x" });
+    let err = keyring.verify(&typo, &ctx).await.expect_err("refused");
+    println!("verify   typo   -> {err} (HTTP {})", err.status_code());
+
+    // Two hours later the trial key has expired.
+    clock.advance(TimeDelta::hours(2));
+    let err = keyring
+        .verify(trial.key.expose_secret(), &ctx)
+        .await
+        .expect_err("refused");
+    println!("verify   trial  -> {err} (HTTP {})", err.status_code());
+
+    // Rotate the CI key: the successor works at once, the old key for a 10-minute grace.
+    let successor = keyring
+        .rotate(&ci.record.id, Some(TimeDelta::minutes(10)))
+        .await?;
+    println!("rotated  {} -> {}", ci.record.hint, successor.record.hint);
+    keyring.verify(ci.key.expose_secret(), &ctx).await?;
+    println!("verify   old    -> ok (grace period)");
+    clock.advance(TimeDelta::minutes(10));
+    let err = keyring
+        .verify(ci.key.expose_secret(), &ctx)
+        .await
+        .expect_err("refused");
+    println!("verify   old    -> {err} (grace over)");
+    keyring.verify(successor.key.expose_secret(), &ctx).await?;
+    println!("verify   new    -> ok");
+
+    // Revoke the successor: it never verifies again.
+    keyring
+        .revoke(&successor.record.id, "laptop stolen")
+        .await?;
+    let err = keyring
+        .verify(successor.key.expose_secret(), &ctx)
+        .await
+        .expect_err("refused");
+    println!("verify   new    -> {err} (HTTP {})", err.status_code());
+
+    let listed = keyring
+        .list_by_owner("acct_42", &Default::default())
+        .await?;
+    println!("acct_42 has {} keys:", listed.items.len());
+    for record in listed.items {
+        println!("  {}  {:<9}  {:?}", record.hint, record.name, record.status);
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Keyring hot paths: cached verify, uncached verify against a bare Argon2 computation of
+//! the same cost, unknown id versus wrong secret, and garbage rejection.
+//!
+//! Futures are polled directly (the memory store never waits), so the numbers are the
+//! keyring's own cost without executor overhead.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use criterion::{Criterion, criterion_group, criterion_main};
+use keymint::{IssueRequest, KeyFormat, Keyring, MemoryStore, VerifyContext};
+
+fn now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the memory store completes without waiting"),
+    }
+}
+
+fn keyring(cached: bool) -> Keyring<MemoryStore> {
+    let builder = Keyring::builder(
+        KeyFormat::new("sk_live").expect("format"),
+        MemoryStore::new(),
+    );
+    let builder = if cached {
+        builder
+    } else {
+        builder.without_cache()
+    };
+    builder.build().expect("keyring")
+}
+
+fn bench(c: &mut Criterion) {
+    let ctx = VerifyContext::new();
+
+    let cached = keyring(true);
+    let issued = now(cached.issue(IssueRequest::new("acct", "bench"))).expect("issue");
+    let key = issued.key.expose_secret().to_owned();
+    now(cached.verify(&key, &ctx)).expect("warm the cache");
+    c.bench_function("verify/cached", |b| {
+        b.iter(|| now(cached.verify(black_box(&key), &ctx)).expect("valid"))
+    });
+
+    let garbage = format!("{}X", &key[..key.len() - 1]);
+    c.bench_function("verify/garbage_rejected", |b| {
+        b.iter(|| now(cached.verify(black_box(&garbage), &ctx)).expect_err("bad checksum"))
+    });
+
+    let mut slow = c.benchmark_group("argon2id_defaults");
+    slow.sample_size(10);
+    let uncached = keyring(false);
+    let issued = now(uncached.issue(IssueRequest::new("acct", "bench"))).expect("issue");
+    let key = issued.key.expose_secret().to_owned();
+    slow.bench_function("keymint_verify_uncached", |b| {
+        b.iter(|| now(uncached.verify(black_box(&key), &ctx)).expect("valid"))
+    });
+    let secret = issued.key.parsed().expose_secret().as_bytes().to_vec();
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default());
+    let salt = [7u8; 16];
+    slow.bench_function("bare_argon2_same_params", |b| {
+        b.iter(|| {
+            let mut out = [0u8; 32];
+            argon
+                .hash_password_into(black_box(&secret), &salt, &mut out)
+                .expect("argon2");
+            out
+        })
+    });
+    let unknown = uncached.format().generate().expect("rng");
+    slow.bench_function("keymint_verify_unknown_id", |b| {
+        b.iter(|| {
+            now(uncached.verify(black_box(unknown.expose_secret()), &ctx)).expect_err("unknown")
+        })
+    });
+    let wrong = keymint_wrong_secret(&key);
+    slow.bench_function("keymint_verify_wrong_secret", |b| {
+        b.iter(|| now(uncached.verify(black_box(&wrong), &ctx)).expect_err("wrong secret"))
+    });
+    slow.finish();
+}
+
+/// Another secret under the same id, with a correct checksum: the CRC-32/ISO-HDLC of the
+/// body in 6 base62 digits, as the format specifies.
+fn keymint_wrong_secret(key: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut body = key[..key.len() - 6].to_owned();
+    let last = body.pop().expect("non-empty");
+    body.push(if last == 'a' { 'b' } else { 'a' });
+    let mut crc = crc32(body.as_bytes());
+    let mut digits = [b'0'; 6];
+    for d in digits.iter_mut().rev() {
+        *d = ALPHABET[(crc % 62) as usize];
+        crc /= 62;
+    }
+    body.push_str(std::str::from_utf8(&digits).expect("ascii"));
+    body
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
