@@ -29,9 +29,11 @@ use output::Failure;
 /// Mint, check, hash, verify and find keymint API keys.
 #[derive(Parser)]
 #[command(name = "keymint", version, about, long_about = None)]
-#[command(after_help = "Exit status: 0 success, 1 a negative answer (invalid key, \
+#[command(
+    after_help = "Exit status: 0 success, 1 a negative answer (invalid key, \
                         mismatch, keys found), 2 error (bad usage, unreadable input, \
-                        malformed hash, missing pepper).")]
+                        malformed hash, missing pepper)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -31,8 +31,10 @@ pub(crate) enum Algorithm {
 
 /// Arguments of `keymint hash`.
 #[derive(Args)]
-#[command(after_help = "Reads one key (one line) on stdin. For hmac-sha256 the pepper is \
-                        the UTF-8 value of $KEYMINT_PEPPER, at least 32 bytes.")]
+#[command(
+    after_help = "Reads one key (one line) on stdin. For hmac-sha256 the pepper is \
+                        the UTF-8 value of $KEYMINT_PEPPER, at least 32 bytes."
+)]
 pub(crate) struct HashArgs {
     /// Hash algorithm
     #[arg(long, value_enum, default_value_t = Algorithm::Argon2id)]
@@ -44,10 +46,12 @@ pub(crate) struct HashArgs {
 
 /// Arguments of `keymint verify`.
 #[derive(Args)]
-#[command(after_help = "Reads one key (one line) on stdin. Exit status: 0 match, 1 mismatch \
+#[command(
+    after_help = "Reads one key (one line) on stdin. Exit status: 0 match, 1 mismatch \
                         (also for input that is not a key), 2 malformed or unsupported \
                         hash, or missing pepper. For hmac-sha256 hashes the pepper is the \
-                        UTF-8 value of $KEYMINT_PEPPER.")]
+                        UTF-8 value of $KEYMINT_PEPPER."
+)]
 pub(crate) struct VerifyArgs {
     /// The stored hash: a PHC string such as '$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>'
     #[arg(value_name = "PHC")]
@@ -97,8 +101,7 @@ pub(crate) fn hash(args: &HashArgs) -> Result<(), Failure> {
     let mut input = ZeroizingReader::new(io::stdin().lock());
     let mut line = Zeroizing::new(Vec::new());
     let kind = read_one_key(&mut input, &mut line)?;
-    let key =
-        parse_line(&line, kind).map_err(|e| Failure::fatal(format!("invalid key: {e}")))?;
+    let key = parse_line(&line, kind).map_err(|e| Failure::fatal(format!("invalid key: {e}")))?;
     let stored = hasher
         .hash(key.expose_secret().as_bytes())
         .map_err(Failure::fatal)?;

@@ -112,7 +112,11 @@ impl CheckArgs {
     /// length are compared after the checksum, with the reasons `KeyFormat::parse` gives.
     fn check(&self, parsed: Result<ParsedKey<'_>, ParseError>) -> Result<KeyHint, ParseError> {
         let key = parsed?;
-        if self.prefix.as_ref().is_some_and(|p| p.as_str() != key.prefix()) {
+        if self
+            .prefix
+            .as_ref()
+            .is_some_and(|p| p.as_str() != key.prefix())
+        {
             return Err(ParseError::PrefixMismatch);
         }
         if let Some(expected) = self.id_len {
