@@ -1,5 +1,8 @@
 //! End-to-end tests of the `keymint` binary: output, exit codes, and that no secret leaks.
 
+// Helpers outside #[test] functions are not covered by clippy.toml's allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
