@@ -28,7 +28,7 @@ use output::Failure;
 
 /// Mint, check, hash, verify and find keymint API keys.
 #[derive(Parser)]
-#[command(name = "keymint", version, about, long_about = None)]
+#[command(name = "keymint", version)]
 #[command(
     after_help = "Exit status: 0 success, 1 a negative answer (invalid key, \
                         mismatch, keys found), 2 error (bad usage, unreadable input, \
