@@ -33,6 +33,7 @@ pub mod clock;
 pub mod error;
 pub mod format;
 pub mod hash;
+pub mod scope;
 pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -42,5 +43,8 @@ pub use format::{
 };
 pub use hash::{
     Argon2idHasher, HashPolicy, HmacSha256Hasher, Pepper, PhcHash, SecretHasher, Verdict,
+};
+pub use scope::{
+    MissingScopes, Requirement, RequirementError, RoleError, Roles, Scope, ScopeError, ScopeSet,
 };
 pub use secret::{GeneratedKey, KeyHint};
