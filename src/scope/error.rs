@@ -128,7 +128,8 @@ pub enum RequirementError {
     ExpectedOperator {
         /// Byte offset of what was found instead.
         position: usize,
-        /// What was found: `a scope`, `'not'` or `'('`.
+        /// What was found: `a scope`, `a word` (text that is not a valid scope), `'not'`
+        /// or `'('`.
         found: &'static str,
     },
     /// A `(` without its `)`.

@@ -42,7 +42,8 @@ impl Token<'_> {
             Token::And => "'and'",
             Token::Or => "'or'",
             Token::Not => "'not'",
-            Token::Word(_) => "a scope",
+            Token::Word(word) if value::validate(word.as_bytes()).is_ok() => "a scope",
+            Token::Word(_) => "a word",
             Token::End => "end of input",
         }
     }
