@@ -10,7 +10,7 @@
 //! bounded by the number of segments on the good path (typically 1 to 3 binary searches),
 //! and in the worst case by the size of the trie, never exponential.
 
-use super::value::{MAX_SEGMENTS, Scope, WILDCARD};
+use super::value::{Scope, WILDCARD};
 
 #[derive(Clone, Debug, Default)]
 struct Node {
@@ -86,37 +86,37 @@ impl Trie {
     /// Whether some grant covers `required` (wildcards in `required` are covered only by
     /// grants at least as broad, see the module docs).
     pub(crate) fn covers(&self, required: &Scope) -> bool {
-        let mut segments = [""; MAX_SEGMENTS];
-        let mut len = 0;
-        for (slot, segment) in segments.iter_mut().zip(required.segments()) {
-            *slot = segment;
-            len += 1;
-        }
-        self.walk(0, &segments[..len])
+        self.walk(0, Some(required.as_str()))
     }
 
-    fn walk(&self, node: u32, required: &[&str]) -> bool {
+    /// Whether the grants below `node` cover `rest`: the required segments not consumed
+    /// yet, joined by `:` (`None` once all are consumed).
+    fn walk(&self, node: u32, rest: Option<&str>) -> bool {
         let node = &self.nodes[node as usize];
-        let Some((&first, rest)) = required.split_first() else {
+        let Some(rest) = rest else {
             return node.end;
         };
         if node.tail {
             return true; // a trailing `*` covers one or more remaining segments, whatever they are
         }
+        let (first, after) = match rest.split_once(':') {
+            Some((first, after)) => (first, Some(after)),
+            None => (rest, None),
+        };
         if first == WILDCARD {
             // A required `*` in the middle stands for any one segment: only a granted `*`
             // covers it. A trailing required `*` (one or more segments) is covered only by
             // a granted trailing `*`, checked above.
-            return !rest.is_empty() && node.star.is_some_and(|star| self.walk(star, rest));
+            return after.is_some() && node.star.is_some_and(|star| self.walk(star, after));
         }
         if let Ok(i) = node
             .children
             .binary_search_by(|(name, _)| (**name).cmp(first))
         {
-            if self.walk(node.children[i].1, rest) {
+            if self.walk(node.children[i].1, after) {
                 return true;
             }
         }
-        node.star.is_some_and(|star| self.walk(star, rest))
+        node.star.is_some_and(|star| self.walk(star, after))
     }
 }
