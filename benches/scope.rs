@@ -1,6 +1,9 @@
 //! Scope checks on the hot path: one required scope or one requirement against 50 grants,
 //! with a grant-by-grant scan beside it for comparison.
 
+// Helpers outside #[test] functions build fixtures from literals known to be valid.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -1,6 +1,9 @@
 //! Table-driven tests of the grant rules (every example of issue 4 and of the module docs)
 //! and of requirement evaluation.
 
+// Helpers outside #[test] functions build fixtures from literals known to be valid.
+#![allow(clippy::unwrap_used)]
+
 use keymint::{MissingScopes, Requirement, Scope, ScopeSet};
 
 fn scope(s: &str) -> Scope {

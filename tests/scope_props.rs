@@ -1,5 +1,8 @@
 //! Laws of scopes, grant sets and requirements.
 
+// Helpers outside #[test] functions build fixtures from literals known to be valid.
+#![allow(clippy::unwrap_used)]
+
 use keymint::{Requirement, Scope, ScopeSet};
 use proptest::prelude::*;
 

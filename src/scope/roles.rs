@@ -146,9 +146,7 @@ fn validate_name(name: &str) -> Result<(), RoleError> {
 
 impl fmt::Debug for Roles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.table.iter().map(|(name, scopes)| (name, scopes)))
-            .finish()
+        f.debug_map().entries(self.table.iter()).finish()
     }
 }
 
