@@ -74,8 +74,16 @@ fn scope_checks(c: &mut Criterion) {
                 .any(|g| g.covers(black_box(&miss)))
         });
     });
+    // Reference point: the cheapest possible exact check, a std hash set lookup (SipHash).
+    let exact_set: std::collections::HashSet<&str> = grants.iter().map(Scope::as_str).collect();
+    group.bench_function("covers_exact/std_hashset_reference", |b| {
+        b.iter(|| black_box(&exact_set).contains(black_box(exact.as_str())));
+    });
     group.bench_function("requirement_check", |b| {
         b.iter(|| black_box(&needs).check(black_box(&set)).is_ok());
+    });
+    group.bench_function("requirement_is_satisfied_by", |b| {
+        b.iter(|| black_box(&needs).is_satisfied_by(black_box(&set)));
     });
     group.finish();
 

@@ -77,6 +77,7 @@
 
 mod error;
 mod parse;
+mod program;
 mod requirement;
 mod roles;
 mod set;

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 /// Segments from a small alphabet so that grants and requirements often overlap.
 fn segment() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => prop::sample::select(vec!["a", "b", "users", "read"]).prop_map(String::from),
+        4 => prop::sample::select(vec!["a", "b", "users", "read", "members_a", "members_b"])
+            .prop_map(String::from),
         2 => "[a-z0-9_.-]{1,6}",
         2 => Just("*".to_owned()),
     ]
@@ -17,7 +18,8 @@ fn segment() -> impl Strategy<Value = String> {
 
 fn concrete_segment() -> impl Strategy<Value = String> {
     prop_oneof![
-        3 => prop::sample::select(vec!["a", "b", "users", "read"]).prop_map(String::from),
+        3 => prop::sample::select(vec!["a", "b", "users", "read", "members_a", "members_b"])
+            .prop_map(String::from),
         1 => "[a-z0-9_.-]{1,6}",
     ]
 }

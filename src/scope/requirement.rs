@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{MissingScopes, RequirementError};
 use super::parse;
+use super::program::{self, Op};
 use super::set::ScopeSet;
 use super::value::Scope;
 
@@ -54,8 +55,12 @@ pub(crate) const RESERVED: [&str; 3] = ["and", "or", "not"];
 /// [`MAX_REQUIREMENT_DEPTH`](super::MAX_REQUIREMENT_DEPTH), so their text round-trips only
 /// while it stays within those caps, and checking a tree nested thousands of levels deep
 /// would exhaust the stack.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Requirement(pub(crate) Expr);
+#[derive(Clone)]
+pub struct Requirement {
+    expr: Expr,
+    /// `expr` compiled for checking.
+    program: Box<[Op]>,
+}
 
 impl Requirement {
     /// Parses `text`; the same as `text.parse()`.
@@ -64,7 +69,12 @@ impl Requirement {
     /// A [`RequirementError`] with the byte position of the first problem: input too
     /// long or nested too deep, an invalid scope, a misplaced operator or parenthesis.
     pub fn parse(text: &str) -> Result<Self, RequirementError> {
-        parse::parse(text).map(Self)
+        parse::parse(text).map(Self::from_expr)
+    }
+
+    fn from_expr(expr: Expr) -> Self {
+        let program = program::compile(&expr);
+        Self { expr, program }
     }
 
     /// A requirement of one scope. A scope with wildcards is satisfied only by a grant at
@@ -87,12 +97,12 @@ impl Requirement {
     /// is appended to it, so `a.and(b).and(c)` is `a and b and c`.
     #[must_use]
     pub fn and(self, other: Requirement) -> Self {
-        match self.0 {
+        match self.expr {
             Expr::All(mut items) => {
-                items.push(other.0);
-                Self(Expr::All(items))
+                items.push(other.expr);
+                Self::from_expr(Expr::All(items))
             }
-            first => Self(Expr::All(vec![first, other.0])),
+            first => Self::from_expr(Expr::All(vec![first, other.expr])),
         }
     }
 
@@ -100,12 +110,12 @@ impl Requirement {
     /// appended to it, so `a.or(b).or(c)` is `a or b or c`.
     #[must_use]
     pub fn or(self, other: Requirement) -> Self {
-        match self.0 {
+        match self.expr {
             Expr::Any(mut items) => {
-                items.push(other.0);
-                Self(Expr::Any(items))
+                items.push(other.expr);
+                Self::from_expr(Expr::Any(items))
             }
-            first => Self(Expr::Any(vec![first, other.0])),
+            first => Self::from_expr(Expr::Any(vec![first, other.expr])),
         }
     }
 
@@ -113,7 +123,7 @@ impl Requirement {
     #[allow(clippy::should_implement_trait)] // it is implemented too, by calling this
     #[must_use]
     pub fn not(self) -> Self {
-        Self(Expr::Not(Box::new(self.0)))
+        Self::from_expr(Expr::Not(Box::new(self.expr)))
     }
 
     /// All of `items`: `None` when there are none (an empty `and` has no text form), the
@@ -140,17 +150,20 @@ impl Requirement {
         items: impl IntoIterator<Item = Requirement>,
         wrap: fn(Vec<Expr>) -> Expr,
     ) -> Option<Self> {
-        let mut items: Vec<Expr> = items.into_iter().map(|r| r.0).collect();
+        let mut items: Vec<Expr> = items.into_iter().map(|r| r.expr).collect();
         match items.len() {
             0 => None,
-            1 => items.pop().map(Self),
-            _ => Some(Self(wrap(items))),
+            1 => items.pop().map(Self::from_expr),
+            _ => Some(Self::from_expr(wrap(items))),
         }
     }
 
     /// Whether `granted` satisfies the requirement. Never allocates.
     pub fn is_satisfied_by(&self, granted: &ScopeSet) -> bool {
-        eval(&self.0, granted)
+        let satisfied = program::run(&self.program, granted);
+        // The compiled program and the tree must agree; every debug-build test checks it.
+        debug_assert_eq!(satisfied, eval(&self.expr, granted), "{self:?}");
+        satisfied
     }
 
     /// Checks `granted` against the requirement.
@@ -160,14 +173,14 @@ impl Requirement {
     /// scopes that are not covered (for `a and (b or c)` with nothing granted: `a`, `b`
     /// and `c`) and the scopes under a `not` that are covered.
     pub fn check(&self, granted: &ScopeSet) -> Result<(), MissingScopes> {
-        if eval(&self.0, granted) {
+        if self.is_satisfied_by(granted) {
             return Ok(());
         }
         let mut report = MissingScopes {
             missing: Vec::new(),
             forbidden: Vec::new(),
         };
-        explain(&self.0, granted, true, &mut report);
+        explain(&self.expr, granted, true, &mut report);
         for list in [&mut report.missing, &mut report.forbidden] {
             list.sort_unstable();
             list.dedup();
@@ -185,7 +198,7 @@ impl Requirement {
     /// ```
     pub fn scopes(&self) -> impl Iterator<Item = &Scope> + '_ {
         let mut out = Vec::new();
-        collect_scopes(&self.0, &mut out);
+        collect_scopes(&self.expr, &mut out);
         out.into_iter()
     }
 }
@@ -257,7 +270,7 @@ impl TryFrom<Scope> for Requirement {
         if RESERVED.contains(&scope.as_str()) {
             Err(RequirementError::ReservedWord { position: 0 })
         } else {
-            Ok(Self(Expr::Scope(scope)))
+            Ok(Self::from_expr(Expr::Scope(scope)))
         }
     }
 }
@@ -306,19 +319,33 @@ fn write_joined(
 
 impl fmt::Display for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        self.expr.fmt(f)
+    }
+}
+
+impl PartialEq for Requirement {
+    fn eq(&self, other: &Self) -> bool {
+        self.expr == other.expr
+    }
+}
+
+impl Eq for Requirement {}
+
+impl std::hash::Hash for Requirement {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.expr.hash(state);
     }
 }
 
 impl fmt::Debug for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Requirement(\"{}\")", self.0)
+        write!(f, "Requirement(\"{}\")", self.expr)
     }
 }
 
 impl Serialize for Requirement {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
+        serializer.collect_str(&self.expr)
     }
 }
 

@@ -83,36 +83,42 @@ impl Scope {
     /// # Ok::<(), keymint::ScopeError>(())
     /// ```
     pub fn covers(&self, required: &Scope) -> bool {
-        let mut grant = self.segments().peekable();
-        let mut need = required.segments().peekable();
-        while let Some(g) = grant.next() {
-            let g_last = grant.peek().is_none();
-            let Some(r) = need.next() else {
-                return false; // the grant is longer than the requirement
-            };
-            if g == WILDCARD && g_last {
+        let (mut grant, mut need) = (self.0.as_bytes(), required.0.as_bytes());
+        loop {
+            let (g, grant_rest) = split_first_segment(grant);
+            let (r, need_rest) = split_first_segment(need);
+            let g_star = g == WILDCARD.as_bytes();
+            if g_star && grant_rest.is_none() {
                 return true; // a trailing `*` takes every remaining segment (at least one)
             }
-            let r_last = need.peek().is_none();
-            let matched = if r == WILDCARD {
+            let matched = if r == WILDCARD.as_bytes() {
                 // A required `*` stands for any segment, so only a granted `*` covers it;
                 // a trailing required `*` stands for one or more segments, which only a
                 // trailing granted `*` (handled above) covers.
-                g == WILDCARD && !r_last
+                g_star && need_rest.is_some()
             } else {
-                g == WILDCARD || g == r
+                g_star || g == r
             };
-            if !matched {
-                return false;
+            match (matched, grant_rest, need_rest) {
+                (true, None, None) => return true,
+                (true, Some(g), Some(r)) => (grant, need) = (g, r),
+                _ => return false,
             }
         }
-        need.next().is_none()
     }
 
     /// Wraps a string already known to be valid.
     pub(crate) fn from_trusted(scope: &str) -> Self {
         debug_assert!(validate(scope.as_bytes()).is_ok(), "{scope:?}");
         Self(scope.into())
+    }
+}
+
+/// The first segment of `scope` and the rest after its `:`, if any.
+fn split_first_segment(scope: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match scope.iter().position(|&b| b == b':') {
+        Some(at) => (&scope[..at], scope.get(at + 1..)),
+        None => (scope, None),
     }
 }
 
