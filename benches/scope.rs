@@ -58,13 +58,13 @@ fn scope_checks(c: &mut Criterion) {
     let needs = Requirement::parse("users:read and (billing:read or admin:*)").unwrap();
 
     let mut group = c.benchmark_group("scope_50_grants");
-    group.bench_function("covers_exact/trie", |b| {
+    group.bench_function("covers_exact/scope_set", |b| {
         b.iter(|| black_box(&set).covers(black_box(&exact)));
     });
-    group.bench_function("covers_wildcard/trie", |b| {
+    group.bench_function("covers_wildcard/scope_set", |b| {
         b.iter(|| black_box(&set).covers(black_box(&hit)));
     });
-    group.bench_function("covers_miss/trie", |b| {
+    group.bench_function("covers_miss/scope_set", |b| {
         b.iter(|| black_box(&set).covers(black_box(&miss)));
     });
     group.bench_function("covers_miss/linear_scan", |b| {

@@ -76,6 +76,7 @@
 //! ```
 
 mod error;
+mod exact;
 mod parse;
 mod program;
 mod requirement;
