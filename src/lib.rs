@@ -36,6 +36,7 @@ pub mod format;
 pub mod hash;
 pub mod keyring;
 pub mod record;
+pub mod scope;
 pub mod secret;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -58,5 +59,8 @@ pub use keyring::{
     Keyring, KeyringBuilder, VerifiedKey, VerifyContext,
 };
 pub use record::{KeyRecord, KeyStatus, Revocation};
+pub use scope::{
+    MissingScopes, Requirement, RequirementError, RoleError, Roles, Scope, ScopeError, ScopeSet,
+};
 pub use secret::{GeneratedKey, KeyHint};
 pub use store::{Decrement, KeyStore, MemoryStore, Page, PageRequest};
