@@ -166,6 +166,9 @@ pub enum VerifyError {
     /// The client address is outside the key's allowed networks.
     #[error("client address not allowed for this api key")]
     ClientNotAllowed,
+    /// The key does not hold the scopes the request requires.
+    #[error("insufficient scope: {0}")]
+    InsufficientScope(crate::scope::MissingScopes),
     /// The key has no uses left.
     #[error("api key usage exhausted")]
     UsageExhausted,
@@ -190,7 +193,7 @@ impl VerifyError {
             | Self::Disabled
             | Self::Expired
             | Self::NotYetValid => 401,
-            Self::ClientNotAllowed => 403,
+            Self::ClientNotAllowed | Self::InsufficientScope(_) => 403,
             Self::UsageExhausted => 429,
             Self::StoreUnavailable(_) => 503,
             Self::Internal(_) => 500,
@@ -208,6 +211,7 @@ impl VerifyError {
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::ClientNotAllowed => "client_not_allowed",
+            Self::InsufficientScope(_) => "insufficient_scope",
             Self::UsageExhausted => "usage_exhausted",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::Internal(_) => "internal",

@@ -12,7 +12,8 @@
 //!    hash, so both take about as long);
 //! 4. status (revoked, disabled), not-before, expiry — on every cache hit too;
 //! 5. client address against the key's allowed networks;
-//! 6. uses left (credits), taken atomically from the store.
+//! 6. scopes: the key's own plus its roles', against the request's [`Requirement`](crate::Requirement);
+//! 7. uses left (credits), taken atomically from the store.
 
 mod blocking;
 mod builder;
@@ -81,6 +82,7 @@ struct Inner<S> {
     last_used: last_used::LastUsed,
     audit: Option<Arc<dyn AuditSink>>,
     invalidation: Option<Arc<dyn CacheInvalidation>>,
+    roles: crate::scope::Roles,
 }
 
 impl<S: KeyStore> Keyring<S> {

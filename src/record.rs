@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::cidr::Cidr;
 use crate::format::{KeyId, Prefix};
 use crate::hash::PhcHash;
+use crate::scope::Scope;
 use crate::secret::KeyHint;
 
 /// Whether a key may be used, apart from its validity window.
@@ -56,9 +57,9 @@ pub struct KeyRecord {
     /// Environment label such as `live` or `test`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
-    /// Granted scopes (validated by the keyring when issued or updated).
+    /// Scopes granted directly.
     #[serde(default)]
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// Names of roles configured on the keyring whose scopes the key also gets, resolved at
     /// verify time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -45,7 +45,7 @@ pub fn sample_record(owner: &str) -> KeyRecord {
         name: "conformance".into(),
         description: Some("written by keymint::testing".into()),
         environment: Some("test".into()),
-        scopes: vec!["users:read".into()],
+        scopes: vec!["users:read".parse().expect("valid scope")],
         roles: Vec::new(),
         created_at: base_time(),
         not_before: None,
@@ -270,7 +270,7 @@ async fn concurrent_updates_lose_nothing<S: KeyStore + Clone>(store: &S) {
             while done < PER_TASK {
                 let mut r = store.get(&id).await.expect("get").expect("present");
                 let mut scopes = r.scopes.clone();
-                scopes.push(format!("task{t}:{done}"));
+                scopes.push(format!("task{t}:{done}").parse().expect("valid scope"));
                 r.scopes = scopes;
                 match store.update(&r).await {
                     Ok(_) => done += 1,

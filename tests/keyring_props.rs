@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use keymint::{
-    Argon2idHasher, Clock, HashPolicy, IssueRequest, KeyFormat, KeyId, Keyring, ManualClock, MemoryStore,
-    VerifyContext, VerifyError,
+    Argon2idHasher, Clock, HashPolicy, IssueRequest, KeyFormat, KeyId, Keyring, ManualClock,
+    MemoryStore, VerifyContext, VerifyError,
 };
 use proptest::prelude::*;
 
@@ -64,17 +64,32 @@ fn expected(m: &Model, now: DateTime<Utc>) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn run(ops: Vec<Op>, uses: [Option<u64>; 2], ttl_secs: [Option<i64>; 2]) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+fn run(
+    ops: Vec<Op>,
+    uses: [Option<u64>; 2],
+    ttl_secs: [Option<i64>; 2],
+) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let clock = ManualClock::default();
-        let hashes = HashPolicy::new(Argon2idHasher::builder().m_cost(32).t_cost(1).build().expect("params"));
-        let keyring = Keyring::builder(KeyFormat::new("sk_prop").expect("format"), MemoryStore::new())
-            .hashes(hashes)
-            .clock(clock.clone())
-            .cache(TimeDelta::seconds(30), 16)
-            .build()
-            .expect("keyring");
+        let hashes = HashPolicy::new(
+            Argon2idHasher::builder()
+                .m_cost(32)
+                .t_cost(1)
+                .build()
+                .expect("params"),
+        );
+        let keyring = Keyring::builder(
+            KeyFormat::new("sk_prop").expect("format"),
+            MemoryStore::new(),
+        )
+        .hashes(hashes)
+        .clock(clock.clone())
+        .cache(TimeDelta::seconds(30), 16)
+        .build()
+        .expect("keyring");
         let ctx = VerifyContext::new();
         let mut keys: Vec<Model> = Vec::new();
         for i in 0..2 {
@@ -122,12 +137,20 @@ fn run(ops: Vec<Op>, uses: [Option<u64>; 2], ttl_secs: [Option<i64>; 2]) -> Resu
                 Op::Disable(k) | Op::Enable(k) => {
                     let Some(m) = keys.get_mut(k) else { continue };
                     let enable = matches!(op, Op::Enable(_));
-                    let result = if enable { keyring.enable(&m.id).await } else { keyring.disable(&m.id).await };
+                    let result = if enable {
+                        keyring.enable(&m.id).await
+                    } else {
+                        keyring.disable(&m.id).await
+                    };
                     if m.status == Status::Revoked {
                         prop_assert!(result.is_err(), "status of a revoked key changed");
                     } else {
                         result.expect("status change");
-                        m.status = if enable { Status::Active } else { Status::Disabled };
+                        m.status = if enable {
+                            Status::Active
+                        } else {
+                            Status::Disabled
+                        };
                     }
                 }
                 Op::Rotate(k, grace) => {

@@ -11,6 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::KeyringError;
 use crate::format::KeyFormat;
 use crate::hash::HashPolicy;
+use crate::scope::Roles;
 use crate::store::KeyStore;
 
 /// Builds a [`Keyring`]; see [`Keyring::builder`] for the defaults.
@@ -25,6 +26,7 @@ pub struct KeyringBuilder<S> {
     last_used_debounce: TimeDelta,
     audit: Option<Arc<dyn AuditSink>>,
     invalidation: Option<Arc<dyn CacheInvalidation>>,
+    roles: Roles,
 }
 
 impl<S: KeyStore> KeyringBuilder<S> {
@@ -51,6 +53,7 @@ impl<S: KeyStore> KeyringBuilder<S> {
             last_used_debounce: Self::DEFAULT_LAST_USED_DEBOUNCE,
             audit: None,
             invalidation: None,
+            roles: Roles::new(),
         }
     }
 
@@ -88,6 +91,13 @@ impl<S: KeyStore> KeyringBuilder<S> {
     /// Minimum interval between last-used writes of one key (>= 0).
     pub fn last_used_debounce(mut self, interval: TimeDelta) -> Self {
         self.last_used_debounce = interval;
+        self
+    }
+
+    /// Named bundles of scopes that records may reference; resolved at verify time, so
+    /// changing a role (by rebuilding the keyring) changes every key that references it.
+    pub fn roles(mut self, roles: Roles) -> Self {
+        self.roles = roles;
         self
     }
 
@@ -140,6 +150,7 @@ impl<S: KeyStore> KeyringBuilder<S> {
                 last_used: LastUsed::new(self.last_used_debounce),
                 audit: self.audit,
                 invalidation: self.invalidation,
+                roles: self.roles,
             }),
         })
     }

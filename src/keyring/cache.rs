@@ -14,9 +14,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::verify::Authenticated;
 use crate::error::RngError;
 use crate::format::KeyId;
-use crate::record::KeyRecord;
 
 pub(crate) type Digest = [u8; 32];
 
@@ -30,7 +30,7 @@ pub(crate) struct VerifiedCache {
 
 struct Entry {
     digest: Digest,
-    record: Arc<KeyRecord>,
+    key: Arc<Authenticated>,
     cached_at: DateTime<Utc>,
 }
 
@@ -61,11 +61,11 @@ impl VerifiedCache {
         id: &str,
         digest: &Digest,
         now: DateTime<Utc>,
-    ) -> Option<Arc<KeyRecord>> {
+    ) -> Option<Arc<Authenticated>> {
         let entry = self.entries.get(id)?;
         let fresh = now - entry.cached_at < self.ttl && now >= entry.cached_at;
         if fresh && bool::from(entry.digest.ct_eq(digest)) {
-            return Some(entry.record.clone());
+            return Some(entry.key.clone());
         }
         let stale = !fresh;
         drop(entry);
@@ -75,18 +75,19 @@ impl VerifiedCache {
         None
     }
 
-    pub(crate) fn insert(&self, digest: Digest, record: Arc<KeyRecord>, now: DateTime<Utc>) {
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(&record.id) {
+    pub(crate) fn insert(&self, digest: Digest, key: Arc<Authenticated>, now: DateTime<Utc>) {
+        let id = key.record.id.clone();
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&id) {
             self.sweep(now);
             if self.entries.len() >= self.capacity {
                 return; // full of fresh entries: serve this key uncached rather than grow
             }
         }
         self.entries.insert(
-            record.id.clone(),
+            id,
             Entry {
                 digest,
-                record,
+                key,
                 cached_at: now,
             },
         );

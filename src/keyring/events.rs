@@ -112,6 +112,8 @@ pub enum FailureReason {
     NotYetValid,
     /// Client address not allowed.
     ClientNotAllowed,
+    /// The key lacks a required scope.
+    InsufficientScope,
     /// No uses left.
     UsageExhausted,
     /// Store or hash failure.

@@ -7,6 +7,7 @@ use super::blocking::run_blocking;
 use crate::cidr::Cidr;
 use crate::error::{KeyringError, StoreError};
 use crate::record::{KeyRecord, KeyStatus};
+use crate::scope::{Roles, Scope};
 use crate::secret::GeneratedKey;
 use crate::store::KeyStore;
 
@@ -180,6 +181,33 @@ pub(super) fn check_list(field: &str, values: &[String]) -> Result<(), KeyringEr
     Ok(())
 }
 
+/// Parses granted scopes, naming the first invalid one.
+pub(super) fn parse_scopes(values: &[String]) -> Result<Vec<Scope>, KeyringError> {
+    if values.len() > MAX_LIST_LEN {
+        return Err(KeyringError::InvalidRequest(format!(
+            "at most {MAX_LIST_LEN} scopes"
+        )));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            Scope::new(v).map_err(|e| KeyringError::InvalidRequest(format!("scope {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// Role names must be defined on the keyring: a typo would otherwise grant nothing, silently.
+pub(super) fn check_roles(roles: &Roles, names: &[String]) -> Result<(), KeyringError> {
+    check_list("roles", names)?;
+    if let Some(unknown) = roles.unknown(names).next() {
+        return Err(KeyringError::InvalidRequest(format!(
+            "unknown role {unknown:?}"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn check_metadata(value: &serde_json::Value) -> Result<(), KeyringError> {
     let size = serde_json::to_vec(value)
         .map(|v| v.len())
@@ -218,8 +246,8 @@ impl<S: KeyStore> Keyring<S> {
                 check_text(field, v, MAX_FIELD_LEN)?;
             }
         }
-        check_list("scopes", &request.scopes)?;
-        check_list("roles", &request.roles)?;
+        let scopes = parse_scopes(&request.scopes)?;
+        check_roles(&self.inner.roles, &request.roles)?;
         if request.allowed_networks.len() > MAX_LIST_LEN {
             return Err(KeyringError::InvalidRequest(format!(
                 "at most {MAX_LIST_LEN} networks"
@@ -251,7 +279,7 @@ impl<S: KeyStore> Keyring<S> {
             name: request.name,
             description: request.description,
             environment: request.environment,
-            scopes: request.scopes,
+            scopes,
             roles: request.roles,
             not_before: request.not_before,
             expires_at,
@@ -322,7 +350,7 @@ pub(super) struct RecordTemplate {
     pub(super) name: String,
     pub(super) description: Option<String>,
     pub(super) environment: Option<String>,
-    pub(super) scopes: Vec<String>,
+    pub(super) scopes: Vec<Scope>,
     pub(super) roles: Vec<String>,
     pub(super) not_before: Option<DateTime<Utc>>,
     pub(super) expires_at: Option<DateTime<Utc>>,

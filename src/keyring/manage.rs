@@ -2,12 +2,13 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::issue::{RecordTemplate, check_list, check_metadata, check_text};
+use super::issue::{RecordTemplate, check_metadata, check_roles, check_text, parse_scopes};
 use super::{AuditEvent, IssuedKey, Keyring};
 use crate::cidr::Cidr;
 use crate::error::{KeyringError, StoreError};
 use crate::format::KeyId;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
+use crate::scope::{Roles, Scope};
 use crate::store::{KeyStore, Page, PageRequest};
 
 /// Attempts of a read-modify-write before reporting [`KeyringError::Contention`].
@@ -91,7 +92,8 @@ impl KeyUpdate {
         self
     }
 
-    fn validate(&self) -> Result<(), KeyringError> {
+    /// Checks every field; returns the parsed scopes when they change.
+    fn validate(&self, roles: &Roles) -> Result<Option<Vec<Scope>>, KeyringError> {
         if let Some(n) = &self.name {
             check_text("name", n, 256)?;
         }
@@ -101,11 +103,9 @@ impl KeyUpdate {
         if let Some(Some(p)) = &self.rate_limit_policy {
             check_text("rate_limit_policy", p, 256)?;
         }
-        if let Some(s) = &self.scopes {
-            check_list("scopes", s)?;
-        }
+        let scopes = self.scopes.as_deref().map(parse_scopes).transpose()?;
         if let Some(r) = &self.roles {
-            check_list("roles", r)?;
+            check_roles(roles, r)?;
         }
         if self
             .allowed_networks
@@ -117,19 +117,19 @@ impl KeyUpdate {
         if let Some(m) = &self.metadata {
             check_metadata(m)?;
         }
-        Ok(())
+        Ok(scopes)
     }
 
-    fn apply(&self, r: &mut KeyRecord) {
+    fn apply(&self, scopes: Option<&Vec<Scope>>, r: &mut KeyRecord) {
         let s = self.clone();
+        if let Some(v) = scopes {
+            r.scopes = v.clone();
+        }
         if let Some(v) = s.name {
             r.name = v;
         }
         if let Some(v) = s.description {
             r.description = v;
-        }
-        if let Some(v) = s.scopes {
-            r.scopes = v;
         }
         if let Some(v) = s.roles {
             r.roles = v;
@@ -271,10 +271,10 @@ impl<S: KeyStore> Keyring<S> {
     /// [`KeyringError::InvalidRequest`] for an invalid field, [`KeyringError::NotFound`],
     /// [`KeyringError::Contention`], or a store failure.
     pub async fn update(&self, id: &KeyId, change: KeyUpdate) -> Result<KeyRecord, KeyringError> {
-        change.validate()?;
+        let scopes = change.validate(&self.inner.roles)?;
         let record = self
             .modify(id, |r| {
-                change.apply(r);
+                change.apply(scopes.as_ref(), r);
                 Ok(())
             })
             .await?;

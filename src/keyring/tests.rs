@@ -156,7 +156,7 @@ fn fixture_with(configure: impl FnOnce(KeyringBuilder<Probe>) -> KeyringBuilder<
     }
 }
 
-fn ctx() -> VerifyContext {
+fn ctx() -> VerifyContext<'static> {
     VerifyContext::new()
 }
 
@@ -472,7 +472,7 @@ async fn rotation_keeps_the_old_key_for_the_grace_period() {
         ),
         (
             "acct",
-            vec!["a:b".to_string()],
+            vec!["a:b".parse::<crate::Scope>().unwrap()],
             serde_json::json!({"team": 7})
         )
     );
@@ -602,7 +602,7 @@ async fn updates_apply_and_invalidate_the_cache() {
     assert_eq!(updated.name, "renamed");
     assert_eq!(
         f.keyring.verify(key, &ctx()).await.unwrap().record().scopes,
-        vec!["users:read"]
+        vec!["users:read".parse::<crate::Scope>().unwrap()]
     );
     assert!(matches!(
         f.keyring
@@ -787,4 +787,80 @@ async fn builder_rejects_bad_configuration() {
         Err(KeyringError::Config(_))
     ));
     assert!(mk().without_cache().build().is_ok());
+}
+
+#[tokio::test]
+async fn scopes_and_roles_are_enforced_after_authentication() {
+    use crate::{Requirement, Roles, Scope};
+    let roles = Roles::new()
+        .with_role("billing_admin", ["billing:*".parse::<Scope>().unwrap()])
+        .unwrap();
+    let f = fixture_with(|b| b.roles(roles));
+    let issued = f
+        .keyring
+        .issue(
+            IssueRequest::new("a", "n")
+                .scopes(["users:read"])
+                .roles(["billing_admin"])
+                .remaining_uses(5),
+        )
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+
+    let ok: Requirement = "users:read and billing:refunds:write".parse().unwrap();
+    let verified = f
+        .keyring
+        .verify(key, &VerifyContext::new().require(&ok))
+        .await
+        .unwrap();
+    assert!(
+        verified
+            .scopes()
+            .covers(&"billing:invoices:read".parse().unwrap())
+    );
+    assert_eq!(verified.remaining_uses(), Some(4));
+
+    let needs_admin: Requirement = "users:read and admin:*".parse().unwrap();
+    let err = f
+        .keyring
+        .verify(key, &VerifyContext::new().require(&needs_admin))
+        .await
+        .unwrap_err();
+    match &err {
+        VerifyError::InsufficientScope(missing) => {
+            assert_eq!(missing.missing(), &["admin:*".parse::<Scope>().unwrap()]);
+        }
+        other => panic!("expected insufficient scope, got {other:?}"),
+    }
+    assert_eq!(err.status_code(), 403);
+    assert_eq!(
+        f.keyring
+            .get(&issued.record.id)
+            .await
+            .unwrap()
+            .remaining_uses,
+        Some(4),
+        "a request denied for scope must not spend a use"
+    );
+}
+
+#[tokio::test]
+async fn invalid_scopes_and_unknown_roles_are_rejected_at_issue_and_update() {
+    let f = fixture();
+    for request in [
+        IssueRequest::new("a", "n").scopes(["Users:Read"]),
+        IssueRequest::new("a", "n").scopes(["users::read"]),
+        IssueRequest::new("a", "n").roles(["no_such_role"]),
+    ] {
+        let err = f.keyring.issue(request).await.unwrap_err();
+        assert!(matches!(err, KeyringError::InvalidRequest(_)), "{err:?}");
+    }
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let err = f
+        .keyring
+        .update(&issued.record.id, KeyUpdate::new().roles(["ghost"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KeyringError::InvalidRequest(ref m) if m.contains("ghost")));
 }

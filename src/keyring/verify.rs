@@ -12,17 +12,27 @@ use crate::error::{ParseError, VerifyError};
 use crate::format::{KeyId, ParsedKey};
 use crate::hash::Verdict;
 use crate::record::{KeyRecord, KeyStatus};
+use crate::scope::{Requirement, ScopeSet};
 use crate::store::{Decrement, KeyStore};
 
 /// What the caller knows about the request a key was presented with.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// ```
+/// use keymint::{Requirement, VerifyContext};
+///
+/// let route_needs: Requirement = "users:read and (billing:read or admin:*)".parse()?;
+/// let ctx = VerifyContext::new().client_ip("203.0.113.9".parse()?).require(&route_needs);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default)]
 #[must_use]
-pub struct VerifyContext {
+pub struct VerifyContext<'r> {
     client_ip: Option<IpAddr>,
+    requirement: Option<&'r Requirement>,
 }
 
-impl VerifyContext {
-    /// An empty context: no client address known.
+impl<'r> VerifyContext<'r> {
+    /// An empty context: no client address known, no scope required.
     pub fn new() -> Self {
         Self::default()
     }
@@ -32,29 +42,48 @@ impl VerifyContext {
         self.client_ip = Some(ip);
         self
     }
+
+    /// The scopes the request needs; a key without them is refused with
+    /// [`VerifyError::InsufficientScope`] (HTTP 403).
+    pub fn require(mut self, requirement: &'r Requirement) -> Self {
+        self.requirement = Some(requirement);
+        self
+    }
+}
+
+/// A record that passed the secret check, with its scopes resolved: what the cache holds.
+#[derive(Debug)]
+pub(crate) struct Authenticated {
+    pub(crate) record: KeyRecord,
+    pub(crate) granted: ScopeSet,
 }
 
 /// A key that passed every check.
 #[derive(Clone, Debug)]
 pub struct VerifiedKey {
-    record: Arc<KeyRecord>,
+    key: Arc<Authenticated>,
     remaining_uses: Option<u64>,
 }
 
 impl VerifiedKey {
     /// The key's record (as of the last store read; may be up to the cache TTL old).
     pub fn record(&self) -> &KeyRecord {
-        &self.record
+        &self.key.record
     }
 
     /// The key's id.
     pub fn id(&self) -> &KeyId {
-        &self.record.id
+        &self.key.record.id
     }
 
     /// The owner the key belongs to.
     pub fn owner(&self) -> &str {
-        &self.record.owner
+        &self.key.record.owner
+    }
+
+    /// Every scope the key holds: its own plus those of its roles.
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.key.granted
     }
 
     /// Uses left after this one, for keys with a use limit.
@@ -73,7 +102,7 @@ impl<S: KeyStore> Keyring<S> {
     pub async fn verify(
         &self,
         presented: &str,
-        ctx: &VerifyContext,
+        ctx: &VerifyContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
         let now = self.inner.clock.now();
         let parsed = match self.inner.format.parse(presented) {
@@ -98,7 +127,8 @@ impl<S: KeyStore> Keyring<S> {
             }
         };
 
-        let record = self.authenticate(presented, &parsed, ctx, now).await?;
+        let key = self.authenticate(presented, &parsed, ctx, now).await?;
+        let record = &key.record;
         let fail = |reason, err| Err(self.refuse(Some(&record.id), reason, ctx, now, err));
 
         match record.status {
@@ -123,6 +153,15 @@ impl<S: KeyStore> Keyring<S> {
             );
         }
 
+        if let Some(requirement) = ctx.requirement {
+            if let Err(missing) = requirement.check(&key.granted) {
+                return fail(
+                    FailureReason::InsufficientScope,
+                    VerifyError::InsufficientScope(missing),
+                );
+            }
+        }
+
         let mut remaining_uses = None;
         if record.remaining_uses.is_some() {
             match self.inner.store.decrement_remaining(&record.id, 1).await {
@@ -140,7 +179,7 @@ impl<S: KeyStore> Keyring<S> {
         self.note_use(&record.id, now).await;
         tracing::debug!(key_id = %record.id, "api key verified");
         Ok(VerifiedKey {
-            record,
+            key: key.clone(),
             remaining_uses,
         })
     }
@@ -150,13 +189,13 @@ impl<S: KeyStore> Keyring<S> {
         &self,
         presented: &str,
         parsed: &ParsedKey<'_>,
-        ctx: &VerifyContext,
+        ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Arc<KeyRecord>, VerifyError> {
+    ) -> Result<Arc<Authenticated>, VerifyError> {
         let digest = self.inner.cache.as_ref().map(|c| c.digest(presented));
         if let (Some(cache), Some(digest)) = (&self.inner.cache, &digest) {
-            if let Some(record) = cache.get(parsed.id(), digest, now) {
-                return Ok(record);
+            if let Some(key) = cache.get(parsed.id(), digest, now) {
+                return Ok(key);
             }
         }
 
@@ -219,18 +258,19 @@ impl<S: KeyStore> Keyring<S> {
         if needs_rehash {
             self.rehash(record.clone(), secret).await;
         }
-        let record = Arc::new(record);
+        let granted = self.inner.roles.resolve(&record.scopes, &record.roles);
+        let key = Arc::new(Authenticated { record, granted });
         if let (Some(cache), Some(digest)) = (&self.inner.cache, digest) {
-            cache.insert(digest, record.clone(), now);
+            cache.insert(digest, key.clone(), now);
         }
-        Ok(record)
+        Ok(key)
     }
 
     fn refuse(
         &self,
         id: Option<&KeyId>,
         reason: FailureReason,
-        ctx: &VerifyContext,
+        ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
         error: VerifyError,
     ) -> VerifyError {
