@@ -8,6 +8,9 @@
 //! The last tests install a counting global allocator (the `allocation-counter` dev
 //! dependency, which counts per thread) to pin that rejections never touch the heap.
 
+// Helpers and strategies outside `#[test]` functions unwrap too: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::ops::Range;
 
 use keymint::{
