@@ -104,6 +104,12 @@ fn scan(c: &mut Criterion) {
     assert_eq!(any_prefix.scan(text.as_bytes()).count(), keys.len());
     assert_eq!(one_format.scan(text.as_bytes()).count(), keys.len());
 
+    // The worst case for the scanner: every word is a well-formed key whose checksum is
+    // wrong, so every candidate is checked all the way to the CRC.
+    let near_miss = wrong_checksum(&keys[0]);
+    let near_misses = format!("{near_miss} ").repeat((1 << 20) / (near_miss.len() + 1));
+    assert_eq!(any_prefix.scan(near_misses.as_bytes()).count(), 0);
+
     let mut group = c.benchmark_group("scan");
     group.throughput(Throughput::Bytes(text.len() as u64));
     group.bench_function("any_prefix/1MiB_source", |b| {
@@ -111,6 +117,10 @@ fn scan(c: &mut Criterion) {
     });
     group.bench_function("for_formats/1MiB_source", |b| {
         b.iter(|| one_format.scan(black_box(text.as_bytes())).count())
+    });
+    group.throughput(Throughput::Bytes(near_misses.len() as u64));
+    group.bench_function("any_prefix/1MiB_near_miss_keys", |b| {
+        b.iter(|| any_prefix.scan(black_box(near_misses.as_bytes())).count())
     });
     group.finish();
 }
