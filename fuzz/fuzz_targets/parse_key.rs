@@ -33,7 +33,10 @@ fn check_accepted(text: &str, parsed: &ParsedKey<'_>) {
         .expect("accepted parts form a valid format");
     assert_eq!(format.key_len(), text.len());
     let again = format.parse(text).expect("its own format accepts it");
-    assert_eq!((again.prefix(), again.id(), again.expose_secret()), (prefix, id, secret));
+    assert_eq!(
+        (again.prefix(), again.id(), again.expose_secret()),
+        (prefix, id, secret)
+    );
     assert_eq!(parsed.key_id().as_str(), id);
     let hint = parsed.hint();
     assert!(hint.as_str().starts_with(&format!("{prefix}_{id}_")));
@@ -65,7 +68,9 @@ fuzz_target!(|data: &[u8]| {
         match format.parse(text) {
             Ok(parsed) => {
                 // A format is stricter than parse_key, never looser.
-                let general = any.as_ref().expect("parse_key accepts what a format accepts");
+                let general = any
+                    .as_ref()
+                    .expect("parse_key accepts what a format accepts");
                 assert_eq!(parsed.prefix(), format.prefix().as_str());
                 assert_eq!(parsed.id().len(), format.id_len());
                 assert_eq!(parsed.expose_secret(), general.expose_secret());
