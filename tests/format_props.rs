@@ -18,6 +18,21 @@ use keymint::{
     hash::Phc, parse_key,
 };
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+/// `cases` cases per property; failures are saved beside this file in
+/// `format_props.proptest-regressions` (commit it: the saved cases run first next time).
+/// Integration tests have no `lib.rs` above them, so proptest's default location does not
+/// apply here.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -107,7 +122,7 @@ fn assert_parts(parsed: &keymint::ParsedKey<'_>, key: &Key) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn built_keys_parse_back_into_their_parts(key in key()) {
@@ -175,7 +190,7 @@ proptest! {
 
 proptest! {
     // Each case parses ~95 substitutions at each of up to 140 positions, twice.
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(config(48))]
 
     /// The checksum guarantee: no single-character substitution at any position yields a
     /// key that parses, and every base62-for-base62 substitution in the id, secret or
@@ -228,7 +243,7 @@ fn key_like_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn parsers_never_panic_on_arbitrary_strings(text in key_like_text()) {
@@ -290,7 +305,7 @@ fn separator() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn scanner_finds_exactly_the_embedded_keys(
@@ -374,7 +389,7 @@ fn cheap_policy(m_cost: u32) -> HashPolicy {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn phc_parse_and_verify_never_panic(
