@@ -223,6 +223,14 @@ proptest! {
     }
 }
 
+/// Keys of any shape, or of the `sk_live` default format that the tests below parse with.
+fn any_key() -> impl Strategy<Value = Key> {
+    prop_oneof![
+        key(),
+        (base62(12..13), base62(32..33)).prop_map(|(i, s)| Key::new("sk_live".into(), i, s)),
+    ]
+}
+
 /// Text that looks like keys: the key alphabet, separators and a few other characters.
 fn key_like_text() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -230,20 +238,99 @@ fn key_like_text() -> impl Strategy<Value = String> {
         "[a-z0-9_]{0,40}_[0-9A-Za-z_]{0,40}_[0-9A-Za-z_]{0,80}",
         "[0-9A-Za-z_ .\u{e9}-]{0,200}",
         key().prop_map(|k| k.text),
-        (key(), any::<prop::sample::Index>(), "[ -~]{0,3}").prop_map(|(k, at, insert)| {
+        (any_key(), any::<prop::sample::Index>(), "[ -~]{0,3}").prop_map(|(k, at, insert)| {
             let mut text = k.text;
             text.insert_str(at.index(text.len() + 1), &insert);
             text
         }),
-        (key(), any::<prop::sample::Index>()).prop_map(|(k, at)| {
+        (any_key(), any::<prop::sample::Index>()).prop_map(|(k, at)| {
             let cut = at.index(k.text.len() + 1);
             k.text[..cut].to_owned()
         }),
     ]
 }
 
+/// The parser of the format contract, written plainly: the checks and their order as
+/// documented on `parse_key`. `format` narrows prefix and lengths as `KeyFormat::parse` does.
+/// Returns where the prefix and id end.
+fn reference_parse(text: &str, format: Option<&KeyFormat>) -> Result<(usize, usize), ParseError> {
+    use keymint::format::{MAX_ID_LEN, MAX_KEY_LEN, MAX_SECRET_LEN, MIN_ID_LEN, MIN_SECRET_LEN};
+    let bytes = text.as_bytes();
+    let max = format.map_or(MAX_KEY_LEN, KeyFormat::key_len);
+    if bytes.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if bytes.len() > max {
+        return Err(ParseError::TooLong {
+            len: bytes.len(),
+            max,
+        });
+    }
+    if let Some(position) = bytes
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(ParseError::InvalidCharacter { position });
+    }
+    let id_end = text.rfind('_').ok_or(ParseError::MissingSeparator)?;
+    let prefix_end = text[..id_end]
+        .rfind('_')
+        .ok_or(ParseError::MissingSeparator)?;
+    let prefix = &text[..prefix_end];
+    let segments_ok = prefix.split('_').all(|seg| {
+        !seg.is_empty()
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    if !segments_ok || prefix.len() > 32 {
+        return Err(ParseError::InvalidPrefix);
+    }
+    let (id_range, secret_range) = match format {
+        Some(f) if prefix != f.prefix().as_str() => return Err(ParseError::PrefixMismatch),
+        Some(f) => ((f.id_len(), f.id_len()), (f.secret_len(), f.secret_len())),
+        None => ((MIN_ID_LEN, MAX_ID_LEN), (MIN_SECRET_LEN, MAX_SECRET_LEN)),
+    };
+    let id_len = id_end - prefix_end - 1;
+    if !(id_range.0..=id_range.1).contains(&id_len) {
+        return Err(ParseError::IdLength {
+            found: id_len,
+            min: id_range.0,
+            max: id_range.1,
+        });
+    }
+    let tail_len = bytes.len() - id_end - 1;
+    let secret_len = tail_len.saturating_sub(6);
+    if tail_len <= 6 || !(secret_range.0..=secret_range.1).contains(&secret_len) {
+        return Err(ParseError::SecretLength {
+            found: secret_len,
+            min: secret_range.0,
+            max: secret_range.1,
+        });
+    }
+    let (body, checksum) = text.split_at(text.len() - 6);
+    if reference_checksum(body) != checksum {
+        return Err(ParseError::ChecksumMismatch);
+    }
+    Ok((prefix_end, id_end))
+}
+
 proptest! {
     #![proptest_config(config(256))]
+
+    /// The optimised parser gives exactly the reference parser's answer, error included.
+    #[test]
+    fn parsers_agree_with_the_reference_parser(text in key_like_text()) {
+        let format = KeyFormat::new("sk_live").unwrap();
+        let widest = KeyFormat::builder("acme_prod_v2").id_len(8).secret_len(64).build().unwrap();
+        let parts = |parsed: keymint::ParsedKey<'_>| {
+            (parsed.prefix().len(), parsed.prefix().len() + 1 + parsed.id().len())
+        };
+        prop_assert_eq!(parse_key(&text).map(parts), reference_parse(&text, None));
+        for f in [&format, &widest] {
+            prop_assert_eq!(f.parse(&text).map(parts), reference_parse(&text, Some(f)));
+        }
+    }
 
     #[test]
     fn parsers_never_panic_on_arbitrary_strings(text in key_like_text()) {
