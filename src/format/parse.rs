@@ -2,9 +2,7 @@
 
 use std::fmt;
 
-use memchr::memrchr;
-
-use super::base62::is_base62;
+use super::base62;
 use super::checksum::{self, CHECKSUM_LEN};
 use super::key_id::{KeyId, MAX_ID_LEN, MIN_ID_LEN};
 use super::prefix::{self, MAX_PREFIX_LEN};
@@ -20,7 +18,8 @@ pub const DEFAULT_SECRET_LEN: usize = 32;
 /// The longest string any format can produce; longer input is rejected before it is read.
 pub const MAX_KEY_LEN: usize = MAX_PREFIX_LEN + 1 + MAX_ID_LEN + 1 + MAX_SECRET_LEN + CHECKSUM_LEN;
 
-/// What a parse expects of the parts; `None` accepts anything the format allows.
+/// What a parse expects of the parts; `None` accepts anything the format allows. An
+/// expected prefix must be a valid [`Prefix`](super::Prefix) (the parser relies on it).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Expect<'a> {
     pub(crate) prefix: Option<&'a str>,
@@ -131,20 +130,19 @@ pub(crate) fn parse<'k>(
             max: max_len,
         });
     }
-    if let Some(position) = bytes.iter().position(|&b| !(is_base62(b) || b == b'_')) {
+    if let Some(position) = base62::find_non_key_char(bytes) {
         return Err(ParseError::InvalidCharacter { position });
     }
-    let id_end = memrchr(b'_', bytes).ok_or(ParseError::MissingSeparator)?;
-    let prefix_end = memrchr(b'_', &bytes[..id_end]).ok_or(ParseError::MissingSeparator)?;
+    let id_end = rfind_underscore(bytes).ok_or(ParseError::MissingSeparator)?;
+    let prefix_end = rfind_underscore(&bytes[..id_end]).ok_or(ParseError::MissingSeparator)?;
 
     let prefix = &bytes[..prefix_end];
-    if !prefix::is_valid(prefix) {
-        return Err(ParseError::InvalidPrefix);
-    }
-    if let Some(expected) = expect.prefix {
-        if prefix != expected.as_bytes() {
-            return Err(ParseError::PrefixMismatch);
-        }
+    match expect.prefix {
+        // The expected prefix is a valid `Prefix`, so an equal one needs no second look.
+        Some(expected) if prefix == expected.as_bytes() => {}
+        Some(_) if prefix::is_valid(prefix) => return Err(ParseError::PrefixMismatch),
+        _ if !prefix::is_valid(prefix) => return Err(ParseError::InvalidPrefix),
+        _ => {}
     }
 
     let id_len = id_end - prefix_end - 1;
@@ -188,4 +186,51 @@ pub(crate) fn parse<'k>(
         prefix_end,
         id_end,
     })
+}
+
+/// Position of the last `_` in `bytes`, eight bytes at a time.
+///
+/// Keys are at most [`MAX_KEY_LEN`] bytes, where a byte loop spends more time than the
+/// checksum and a call into `memrchr` pays for its dispatch; a word at a time (SWAR) reads
+/// the 38 characters after a default key's last separator in five steps.
+fn rfind_underscore(bytes: &[u8]) -> Option<usize> {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const PATTERN: u64 = 0x0101_0101_0101_0101 * b'_' as u64;
+    let mut end = bytes.len();
+    while let Some(word) = bytes[..end].last_chunk::<8>() {
+        // Bytes equal to `_` become zero; then bit 7 of each byte of `zero` is set exactly
+        // where the byte is zero (no carries cross bytes, so no false positives).
+        let x = u64::from_le_bytes(*word) ^ PATTERN;
+        let zero = !(((x & LOW7) + LOW7) | x | LOW7);
+        if zero != 0 {
+            let highest = (63 - zero.leading_zeros()) as usize / 8;
+            return Some(end - 8 + highest);
+        }
+        end -= 8;
+    }
+    bytes[..end].iter().rposition(|&b| b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfind_underscore;
+
+    #[test]
+    fn rfind_underscore_agrees_with_a_byte_loop() {
+        let mut text = Vec::new();
+        for len in 0..40 {
+            for byte in [b'_', b'a', 0x00, 0x5E, 0x60, 0xDF, 0xFF] {
+                text.clear();
+                text.extend((0..len).map(|i| if i % 7 == 3 { byte } else { b'x' }));
+                for at in 0..=len {
+                    let mut probe = text.clone();
+                    if at < len {
+                        probe[at] = b'_';
+                    }
+                    let expected = probe.iter().rposition(|&b| b == b'_');
+                    assert_eq!(rfind_underscore(&probe), expected, "{probe:?}");
+                }
+            }
+        }
+    }
 }
