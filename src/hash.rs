@@ -83,15 +83,17 @@ impl PhcHash {
 
 impl fmt::Debug for PhcHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Algorithm, version and parameters; salt and output elided.
-        let shown: String = self
-            .0
-            .split('$')
-            .take(4)
-            .filter(|s| !s.contains('/'))
-            .collect::<Vec<_>>()
-            .join("$");
-        write!(f, "PhcHash({shown}$…)")
+        // Algorithm, version and parameters only: every field after the id that is not
+        // `name=value` (salt, output) is elided.
+        f.write_str("PhcHash(")?;
+        let mut fields = self.0.split('$').skip(1);
+        if let Some(algorithm) = fields.next() {
+            write!(f, "${algorithm}")?;
+        }
+        for field in fields.take_while(|field| field.contains('=')) {
+            write!(f, "${field}")?;
+        }
+        f.write_str("$…)")
     }
 }
 
@@ -224,6 +226,33 @@ impl HashPolicy {
             .get_or_init(|| self.current.hash(b"keymint dummy secret").ok());
         if let Some(dummy) = dummy {
             let _ = self.verify(secret, dummy.as_str());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phc_debug_shows_parameters_but_never_salt_or_output() {
+        for (text, shown) in [
+            (
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+                "PhcHash($argon2id$v=19$m=19456,t=2,p=1$…)",
+            ),
+            (
+                "$hmac-sha256$kid=k1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+                "PhcHash($hmac-sha256$kid=k1$…)",
+            ),
+            (
+                "$plain$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+                "PhcHash($plain$…)",
+            ),
+        ] {
+            let debug = format!("{:?}", PhcHash::new(text).unwrap());
+            assert_eq!(debug, shown);
+            assert!(!debug.contains("c2FsdHNhbHQ") && !debug.contains("aGFzaGhh"));
         }
     }
 }
