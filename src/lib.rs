@@ -33,6 +33,7 @@ pub mod clock;
 pub mod error;
 pub mod format;
 pub mod hash;
+pub mod ratelimit;
 pub mod secret;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -43,4 +44,5 @@ pub use format::{
 pub use hash::{
     Argon2idHasher, HashPolicy, HmacSha256Hasher, Pepper, PhcHash, SecretHasher, Verdict,
 };
+pub use ratelimit::{Decision, MemoryLimiter, Policy, Quota, RateLimitError, RateLimiter};
 pub use secret::{GeneratedKey, KeyHint};
