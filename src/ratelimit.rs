@@ -59,4 +59,4 @@ pub use memory::MemoryLimiter;
 pub use policy::Policy;
 pub use quota::{CalendarQuota, CalendarWindow, Limit, Quota};
 #[cfg(feature = "redis")]
-pub use redis::{FailurePolicy, RedisLimiter, RedisLimiterBuilder};
+pub use redis::{DEFAULT_NAMESPACE, FailurePolicy, RedisLimiter, RedisLimiterBuilder};

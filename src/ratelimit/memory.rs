@@ -109,9 +109,10 @@ impl<C: Clock> MemoryLimiter<C> {
         }
     }
 
-    /// Caps the number of tracked (key, limit) entries. A new key arriving at the cap
-    /// evicts idle entries when enough new keys arrived since the last sweep, and
-    /// otherwise gets [`RateLimitError::TableFull`].
+    /// Caps the number of tracked (key, limit) entries. At the cap, a new key gets
+    /// [`RateLimitError::TableFull`], and every `max / 2` such arrivals trigger a sweep that
+    /// makes room if idle entries exist (so a full table recovers within `max / 2` new
+    /// keys of its entries going idle, and a flood of new keys costs amortised O(1) each).
     #[must_use]
     pub fn max_keys(mut self, max: NonZeroUsize) -> Self {
         self.max_keys = Some(max.get());
@@ -247,8 +248,13 @@ impl<C: Clock> MemoryLimiter<C> {
         if self.auto_sweep || self.max_keys.is_some() {
             let pressure = self.pressure.fetch_add(1, Ordering::Relaxed) + 1;
             let tracked = self.tracked.load(Ordering::Relaxed);
-            let full = self.max_keys.is_some_and(|max| tracked >= max);
-            if (self.auto_sweep || full) && pressure >= SWEEP_MIN_INSERTS.max(tracked / 2) {
+            // Sweeping costs O(tracked); waiting for tracked/2 new keys between sweeps keeps
+            // it amortised O(1) per new key. At the cap, half the cap is the wait.
+            let due = match self.max_keys {
+                Some(max) if tracked >= max => pressure >= (max / 2).max(1),
+                _ => self.auto_sweep && pressure >= SWEEP_MIN_INSERTS.max(tracked / 2),
+            };
+            if due {
                 self.sweep();
             }
             if let Some(max) = self.max_keys {
