@@ -282,7 +282,10 @@ fn max_keys_cap_rejects_then_recovers() {
     let attempts = (0..10)
         .position(|i| l.check_now(&format!("new{i}"), &p, 1).is_ok())
         .unwrap();
-    assert!(attempts <= 5, "recovered after {attempts} rejected new keys");
+    assert!(
+        attempts <= 5,
+        "recovered after {attempts} rejected new keys"
+    );
     assert!(l.len() <= 10);
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use keymint::ManualClock;
 use keymint::ratelimit::{
-    CalendarQuota, Credits, Decision, MemoryLimiter, Policy, PolicyError, Quota,
-    RateLimitHeaders, Refill, headers,
+    CalendarQuota, Credits, Decision, MemoryLimiter, Policy, PolicyError, Quota, RateLimitHeaders,
+    Refill, headers,
 };
 
 fn n(v: u32) -> NonZeroU32 {
@@ -51,10 +51,7 @@ fn quota_constructors() {
 #[test]
 fn policy_validation() {
     let q = Quota::per_second(n(1));
-    assert_eq!(
-        Policy::single("", q).unwrap_err(),
-        PolicyError::InvalidName
-    );
+    assert_eq!(Policy::single("", q).unwrap_err(), PolicyError::InvalidName);
     assert_eq!(
         Policy::single("a b", q).unwrap_err(),
         PolicyError::InvalidName
@@ -76,7 +73,13 @@ fn policy_validation() {
         Policy::new("p", [q.into(); 5]).unwrap_err(),
         PolicyError::LimitCount { found: 5, max: 4 }
     );
-    assert_eq!(Policy::new("p.v2-x_y", [q.into(); 4]).unwrap().limits().len(), 4);
+    assert_eq!(
+        Policy::new("p.v2-x_y", [q.into(); 4])
+            .unwrap()
+            .limits()
+            .len(),
+        4
+    );
 }
 
 #[test]

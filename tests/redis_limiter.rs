@@ -65,8 +65,15 @@ async fn admits_exactly_the_burst() {
     let denied = l.check("k", &p, 1).await.unwrap();
     assert!(!denied.allowed);
     let wait = denied.retry_after.unwrap();
-    assert!(wait > Duration::from_secs(710) && wait <= Duration::from_secs(720), "{wait:?}");
-    assert_eq!(admitted(&l, "other", &p, 20).await, 5, "keys are independent");
+    assert!(
+        wait > Duration::from_secs(710) && wait <= Duration::from_secs(720),
+        "{wait:?}"
+    );
+    assert_eq!(
+        admitted(&l, "other", &p, 20).await,
+        5,
+        "keys are independent"
+    );
 }
 
 #[tokio::test]
@@ -83,7 +90,14 @@ async fn weighted_cost_peek_and_invalid_cost() {
     assert!(!l.check("k", &p, 1).await.unwrap().allowed);
     assert!(!l.check("k", &p, 0).await.unwrap().allowed);
     let err = l.check("k", &p, 11).await.unwrap_err();
-    assert!(matches!(err, RateLimitError::CostTooHigh { cost: 11, max: 10, .. }));
+    assert!(matches!(
+        err,
+        RateLimitError::CostTooHigh {
+            cost: 11,
+            max: 10,
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
@@ -118,7 +132,14 @@ async fn keys_expire_and_are_hashed() {
         ],
     )
     .unwrap();
-    let hostile = ["a:b", "a", "*", "\r\nFLUSHALL\r\n", "é", &"x".repeat(10_000)];
+    let hostile = [
+        "a:b",
+        "a",
+        "*",
+        "\r\nFLUSHALL\r\n",
+        "é",
+        &"x".repeat(10_000),
+    ];
     for key in hostile {
         assert!(l.check(key, &p, 1).await.unwrap().allowed);
     }
@@ -130,7 +151,10 @@ async fn keys_expire_and_are_hashed() {
         let ttl: i64 = con.pttl(&rate_key).await.unwrap();
         assert!(ttl > 0 && ttl <= 102, "rate key ttl {ttl} ms");
         let month_ttl: i64 = con.pttl(l.redis_key(&p, 1, key)).await.unwrap();
-        assert!(month_ttl > 1000 && month_ttl <= 32 * 86_400_000, "month ttl {month_ttl}");
+        assert!(
+            month_ttl > 1000 && month_ttl <= 32 * 86_400_000,
+            "month ttl {month_ttl}"
+        );
         // each hostile key has its own state: exactly one request charged
         assert_eq!(l.check(key, &p, 0).await.unwrap().remaining, 9);
     }
@@ -145,9 +169,17 @@ async fn reloads_script_after_flush() {
     let p = Policy::single("p", Quota::per_hour(n(3))).unwrap();
     assert!(l.check("k", &p, 1).await.unwrap().allowed);
     let mut con = raw_connection().await;
-    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut con)
+        .await
+        .unwrap();
     let d = l.check("k", &p, 1).await.unwrap();
-    assert_eq!((d.allowed, d.remaining), (true, 1), "NOSCRIPT -> SCRIPT LOAD -> retry");
+    assert_eq!(
+        (d.allowed, d.remaining),
+        (true, 1),
+        "NOSCRIPT -> SCRIPT LOAD -> retry"
+    );
 }
 
 #[tokio::test]
@@ -262,7 +294,10 @@ async fn unreachable_server_fails_closed_by_default() {
     for _ in 0..2 {
         let err = l.check("k", &p, 1).await.unwrap_err();
         assert!(matches!(err, RateLimitError::Unavailable(_)), "{err:?}");
-        assert!(std::error::Error::source(&err).is_some(), "the redis error is kept");
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the redis error is kept"
+        );
     }
 }
 
@@ -291,9 +326,17 @@ async fn calendar_month_window_matches_chrono() {
     let now = Utc::now();
     let (y, m) = (now.year(), now.month());
     let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    let next = NaiveDate::from_ymd_opt(ny, nm, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let next = NaiveDate::from_ymd_opt(ny, nm, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
     let expected = (next - now).to_std().unwrap();
     let diff = expected.abs_diff(d.reset_after);
-    assert!(diff < Duration::from_secs(5), "server says {:?}, chrono {expected:?}", d.reset_after);
+    assert!(
+        diff < Duration::from_secs(5),
+        "server says {:?}, chrono {expected:?}",
+        d.reset_after
+    );
     assert_eq!((d.limit, d.remaining), (5, 4));
 }

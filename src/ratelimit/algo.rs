@@ -116,7 +116,10 @@ fn gcra(q: &Quota, tat: u64, now: u64, cost: u32) -> Step {
             let wait = (debt + t).saturating_sub(tau);
             Decision::deny(limit, 0, Duration::from_nanos(debt), Some(nanos(wait)))
         };
-        return Step { decision, next: None };
+        return Step {
+            decision,
+            next: None,
+        };
     }
     let new_debt = debt.saturating_add(t.saturating_mul(u64::from(cost)));
     if new_debt <= tau {
@@ -153,7 +156,10 @@ fn calendar(c: &CalendarQuota, state: u64, now: u64, cost: u32) -> Step {
         } else {
             Decision::deny(u64::from(limit), 0, reset, Some(reset))
         };
-        return Step { decision, next: None };
+        return Step {
+            decision,
+            next: None,
+        };
     }
     if cost <= left {
         let count = used + cost;
@@ -183,8 +189,8 @@ pub(crate) fn calendar_window(window: CalendarWindow, now: u64) -> (u32, u64) {
             (days + 1).saturating_mul(NANOS_PER_DAY),
         ),
         CalendarWindow::UtcMonth => {
-            let date = DateTime::from_timestamp_nanos(i64::try_from(now).unwrap_or(i64::MAX))
-                .date_naive();
+            let date =
+                DateTime::from_timestamp_nanos(i64::try_from(now).unwrap_or(i64::MAX)).date_naive();
             let (y, m) = (date.year(), date.month());
             let index = (y - 1970) * 12 + i32::try_from(m).unwrap_or(1) - 1;
             let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };

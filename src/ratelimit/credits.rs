@@ -135,7 +135,10 @@ impl Credits {
             let at = advance(current.last_refill, r.period, periods);
             Some(to_std(at - now).max(Duration::from_nanos(1)))
         });
-        (current, Decision::deny(limit, current.remaining, reset, retry))
+        (
+            current,
+            Decision::deny(limit, current.remaining, reset, retry),
+        )
     }
 }
 

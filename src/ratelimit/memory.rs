@@ -191,7 +191,9 @@ impl<C: Clock> MemoryLimiter<C> {
         for (i, (limit, tag)) in limits.iter().zip(tags).enumerate() {
             slots[i] = self.slot(*tag, limit, key);
             let state = self.load(slots[i]);
-            let d = algo::step(limit, state, now, cost).decision.with_limit_index(i);
+            let d = algo::step(limit, state, now, cost)
+                .decision
+                .with_limit_index(i);
             denied |= !d.allowed;
             merged = Some(merged.map_or(d, |m| m.most_restrictive(d)));
         }
@@ -230,7 +232,13 @@ impl<C: Clock> MemoryLimiter<C> {
     }
 
     /// Checks and commits one limit. Never holds a table lock while taking another.
-    fn apply(&self, slot: Slot, limit: &Limit, now: u64, cost: u32) -> Result<Step, RateLimitError> {
+    fn apply(
+        &self,
+        slot: Slot,
+        limit: &Limit,
+        now: u64,
+        cost: u32,
+    ) -> Result<Step, RateLimitError> {
         if cost == 0 {
             return Ok(algo::step(limit, self.load(slot), now, 0));
         }
@@ -258,8 +266,7 @@ impl<C: Clock> MemoryLimiter<C> {
                 self.sweep();
             }
             if let Some(max) = self.max_keys {
-                if self.tracked.load(Ordering::Relaxed) >= max && !self.table.contains_key(&slot)
-                {
+                if self.tracked.load(Ordering::Relaxed) >= max && !self.table.contains_key(&slot) {
                     return Err(RateLimitError::TableFull { max_keys: max });
                 }
             }
@@ -329,7 +336,16 @@ impl<C: Clock> fmt::Debug for MemoryLimiter<C> {
 }
 
 /// Nanoseconds since the Unix epoch (0 before it).
-pub(crate) fn now_ns<C: Clock + ?Sized>(clock: &C) -> u64 {
+///
+/// For [`SystemClock`] this reads `SystemTime` directly, which is exactly what
+/// `SystemClock::now` does minus two calendar conversions (chrono's `DateTime` and back),
+/// about 50 ns of a ~100 ns check. The type test is resolved at compile time.
+pub(crate) fn now_ns<C: Clock>(clock: &C) -> u64 {
+    if std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>() {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
     clock
         .now()
         .timestamp_nanos_opt()

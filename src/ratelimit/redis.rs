@@ -140,6 +140,12 @@ impl RedisLimiter {
         }
     }
 
+    /// SHA-1 of the policy script, as sent with `EVALSHA` (for `SCRIPT EXISTS` or
+    /// `redis-benchmark`).
+    pub fn script_hash(&self) -> &str {
+        self.script.get_hash()
+    }
+
     /// The configured failure policy.
     pub fn failure_policy(&self) -> FailurePolicy {
         self.failure
@@ -161,7 +167,12 @@ impl RedisLimiter {
         out
     }
 
-    async fn decide(&self, key: &str, policy: &Policy, cost: u32) -> Result<Decision, RateLimitError> {
+    async fn decide(
+        &self,
+        key: &str,
+        policy: &Policy,
+        cost: u32,
+    ) -> Result<Decision, RateLimitError> {
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(cost);
         for (i, limit) in policy.limits().iter().enumerate() {
@@ -180,7 +191,10 @@ impl RedisLimiter {
             }
         }
         let mut conn = self.conn.clone();
-        let reply: Vec<i64> = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let reply: Vec<i64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         let [allowed, limit, remaining, reset_us, retry_us, index] = reply[..] else {
             return Err(unavailable(redis::RedisError::from((
                 redis::ErrorKind::Parse,
@@ -203,7 +217,12 @@ impl RedisLimiter {
 }
 
 impl RateLimiter for RedisLimiter {
-    async fn check(&self, key: &str, policy: &Policy, cost: u32) -> Result<Decision, RateLimitError> {
+    async fn check(
+        &self,
+        key: &str,
+        policy: &Policy,
+        cost: u32,
+    ) -> Result<Decision, RateLimitError> {
         for (i, limit) in policy.limits().iter().enumerate() {
             algo::check_cost(limit, i, cost)?;
         }
