@@ -133,6 +133,56 @@ fn two_threads(c: &mut Criterion) {
     group.finish();
 }
 
+/// Alternating rounds (keymint, governor, keymint, ...) of a fixed number of checks each;
+/// the median ns per check of each side and their ratio. On a shared, loaded machine this
+/// is steadier than two criterion runs minutes apart.
+fn paired(label: &str, n: usize, threads: usize) {
+    const ROUNDS: usize = 9;
+    let visit = order(n.max(1 << 16), n);
+    let policy = Policy::single("bench", quota()).unwrap();
+    let ours = MemoryLimiter::new().auto_sweep(false);
+    let theirs = governor_limiter();
+    let mut buf = String::with_capacity(16);
+    for i in 0..u32::try_from(n).unwrap() {
+        write_key(&mut buf, i);
+        ours.check_now(&buf, &policy, 1).unwrap();
+        theirs.check_key(&buf).unwrap();
+    }
+    let per_thread = 400_000 / threads;
+    let run = |use_ours: bool| -> f64 {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (ours, theirs, policy, visit) = (&ours, &theirs, &policy, &visit);
+                s.spawn(move || {
+                    let mut buf = String::with_capacity(16);
+                    for i in 0..per_thread {
+                        write_key(&mut buf, visit[(t * 7919 + i) % visit.len()]);
+                        if use_ours {
+                            black_box(ours.check_now(&buf, policy, 1).unwrap().allowed);
+                        } else {
+                            black_box(theirs.check_key(&buf).is_ok());
+                        }
+                    }
+                });
+            }
+        });
+        start.elapsed().as_nanos() as f64 / (per_thread * threads) as f64
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        a.push(run(true));
+        b.push(run(false));
+    }
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (ma, mb) = (a[ROUNDS / 2], b[ROUNDS / 2]);
+    println!(
+        "paired {label:<22} keymint {ma:>7.1} ns  governor {mb:>7.1} ns  ratio {:.2}",
+        ma / mb
+    );
+}
+
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -151,7 +201,22 @@ fn measure_memory(which: &str) {
                 l.check_now(k, &p, 1).unwrap();
             }
             let after = rss_bytes();
-            black_box(&l);
+            // Sweep cost: a pass that keeps everything, then one that evicts everything.
+            let keep =
+                Policy::single("keep", Quota::per_hour(NonZeroU32::new(1).unwrap())).unwrap();
+            let l2 = MemoryLimiter::new().auto_sweep(false);
+            for k in &keys {
+                l2.check_now(k, &keep, 1).unwrap();
+            }
+            let t = Instant::now();
+            let kept = l2.len() - l2.sweep();
+            let scan = t.elapsed();
+            let t = Instant::now();
+            let evicted = l.sweep();
+            let evict = t.elapsed();
+            eprintln!(
+                "sweep of {MEM_KEYS} keys: {scan:?} keeping {kept}, {evict:?} evicting {evicted}"
+            );
             after - before
         }
         _ => {
@@ -170,7 +235,11 @@ fn measure_memory(which: &str) {
 fn bytes_per_key() {
     let exe = std::env::current_exe().unwrap();
     let run = |which: &str| -> String {
-        let out = Command::new(&exe).env(MEM_VAR, which).output().unwrap();
+        let out = Command::new(&exe)
+            .env(MEM_VAR, which)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     let (ours, theirs) = (run("keymint"), run("governor"));
@@ -185,6 +254,15 @@ fn main() {
         return;
     }
     bytes_per_key();
+    if std::env::var_os("KEYMINT_BENCH_PAIRED_ONLY").is_some()
+        || std::env::args().any(|a| a == "--paired")
+    {
+        paired("one_hot_key", 1, 1);
+        paired("keys_10k", 10_000, 1);
+        paired("keys_1m", 1_000_000, 1);
+        paired("two_threads_one_key", 1, 2);
+        return;
+    }
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))

@@ -48,6 +48,21 @@ pub(crate) fn step(limit: &Limit, state: u64, now: u64, cost: u32) -> Step {
     }
 }
 
+/// The state an admitted request of `cost >= 1` would store, or `None` if it is denied:
+/// [`step`]'s `next` without building a decision, so the window between the load and the
+/// compare-and-swap stays a few instructions wide.
+#[inline]
+pub(crate) fn next_state(limit: &Limit, state: u64, now: u64, cost: u32) -> Option<u64> {
+    match limit {
+        Limit::Rate(q) => {
+            let debt = state.max(now) - now;
+            let new_debt = debt.saturating_add(q.interval_ns().saturating_mul(u64::from(cost)));
+            (new_debt <= q.tau_ns()).then(|| now + new_debt)
+        }
+        Limit::Calendar(_) => step(limit, state, now, cost).next,
+    }
+}
+
 /// Gives back `cost` taken by an admitted [`step`] (rollback of a multi-limit commit).
 pub(crate) fn refund(limit: &Limit, state: u64, now: u64, cost: u32) -> u64 {
     match limit {
@@ -107,7 +122,7 @@ fn gcra(q: &Quota, tat: u64, now: u64, cost: u32) -> Step {
     let limit = u64::from(q.burst().get());
     let base = tat.max(now);
     let debt = base - now; // <= tau: every stored TAT was admitted within tau
-    let free = |debt: u64| tau.saturating_sub(debt) / t;
+    let free = |debt: u64| q.div_interval(tau.saturating_sub(debt));
     if cost == 0 {
         let remaining = free(debt);
         let decision = if remaining >= 1 {

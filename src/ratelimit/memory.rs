@@ -302,12 +302,13 @@ fn settle(merged: Option<Decision>) -> Decision {
 fn cas(cell: &AtomicU64, limit: &Limit, now: u64, cost: u32) -> Step {
     let mut current = cell.load(Ordering::Acquire);
     loop {
-        let step = algo::step(limit, current, now, cost);
-        let Some(next) = step.next else {
-            return step;
+        let Some(next) = algo::next_state(limit, current, now, cost) else {
+            return algo::step(limit, current, now, cost);
         };
         match cell.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return step,
+            // The decision is a pure function of the state we replaced: build it after
+            // the swap, outside the contended window.
+            Ok(_) => return algo::step(limit, current, now, cost),
             Err(actual) => current = actual,
         }
     }

@@ -27,14 +27,18 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Quota {
     interval_ns: u64,
+    /// `u64::MAX / interval_ns`: turns the division on the hot path into a multiply.
+    reciprocal: u64,
     burst: NonZeroU32,
 }
 
 impl Quota {
     const fn per_period_ns(period_ns: u64, n: NonZeroU32) -> Self {
         let interval = period_ns / n.get() as u64;
+        let interval = if interval == 0 { 1 } else { interval };
         Self {
-            interval_ns: if interval == 0 { 1 } else { interval },
+            interval_ns: interval,
+            reciprocal: u64::MAX / interval,
             burst: n,
         }
     }
@@ -85,6 +89,7 @@ impl Quota {
     pub const fn with_burst(self, burst: NonZeroU32) -> Self {
         Self {
             interval_ns: self.interval_ns,
+            reciprocal: self.reciprocal,
             burst,
         }
     }
@@ -107,6 +112,18 @@ impl Quota {
 
     pub(crate) const fn interval_ns(&self) -> u64 {
         self.interval_ns
+    }
+
+    /// `x / interval_ns` without a hardware division: the reciprocal estimate is at most
+    /// two below the true quotient, and the loop corrects it exactly.
+    #[inline]
+    #[allow(clippy::cast_possible_truncation)] // the quotient is at most `x`, a u64
+    pub(crate) const fn div_interval(&self, x: u64) -> u64 {
+        let mut q = (x as u128 * self.reciprocal as u128) >> 64;
+        while (q + 1) * self.interval_ns as u128 <= x as u128 {
+            q += 1;
+        }
+        q as u64
     }
 
     pub(crate) const fn tau_ns(&self) -> u64 {
@@ -198,5 +215,52 @@ impl From<Quota> for Limit {
 impl From<CalendarQuota> for Limit {
     fn from(q: CalendarQuota) -> Self {
         Self::Calendar(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn quota(interval_ns: u64) -> Quota {
+        Quota::with_period(Duration::from_nanos(interval_ns))
+            .unwrap_or(Quota::per_second(NonZeroU32::MIN))
+    }
+
+    #[test]
+    fn reciprocal_division_edges() {
+        for t in [
+            1,
+            2,
+            3,
+            7,
+            1 << 20,
+            1_000_000_000,
+            86_400_000_000_000,
+            u64::MAX / 2,
+        ] {
+            let q = quota(t);
+            for x in [
+                0,
+                1,
+                t - 1,
+                t,
+                t + 1,
+                2 * t.min(u64::MAX / 2),
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                assert_eq!(q.div_interval(x), x / t, "{x} / {t}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn reciprocal_division_is_exact(t in 1u64..=u64::MAX / 2, x: u64) {
+            prop_assert_eq!(quota(t).div_interval(x), x / t);
+        }
     }
 }
