@@ -62,7 +62,7 @@ fn main() {
         println!("  sequential:        {seq:>9.0} decisions/s");
         println!("  {IN_FLIGHT} in flight:      {par:>9.0} decisions/s");
         let port = url.rsplit(':').next().unwrap_or("6379").trim_end_matches('/');
-        let key = limiter.redis_key(&policy, 0, "key_00000000");
+        let key = limiter.redis_key(&policy, 0, "key_00000000").unwrap();
         let sha = limiter.script_hash();
         println!("compare (same script, same server):");
         println!("  redis-benchmark -p {port} -n 100000 -c 1 EVALSHA {sha} 1 {key} 1 0 1 1000000000");

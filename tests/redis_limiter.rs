@@ -145,12 +145,12 @@ async fn keys_expire_and_are_hashed() {
     }
     let mut con = raw_connection().await;
     for key in hostile {
-        let rate_key = l.redis_key(&p, 0, key);
+        let rate_key = l.redis_key(&p, 0, key).unwrap();
         assert!(rate_key.starts_with(&ns));
         assert_eq!(rate_key.len(), ns.len() + 32);
         let ttl: i64 = con.pttl(&rate_key).await.unwrap();
         assert!(ttl > 0 && ttl <= 102, "rate key ttl {ttl} ms");
-        let month_ttl: i64 = con.pttl(l.redis_key(&p, 1, key)).await.unwrap();
+        let month_ttl: i64 = con.pttl(l.redis_key(&p, 1, key).unwrap()).await.unwrap();
         assert!(
             month_ttl > 1000 && month_ttl <= 32 * 86_400_000,
             "month ttl {month_ttl}"
@@ -158,6 +158,7 @@ async fn keys_expire_and_are_hashed() {
         // each hostile key has its own state: exactly one request charged
         assert_eq!(l.check(key, &p, 0).await.unwrap().remaining, 9);
     }
+    assert_eq!(l.redis_key(&p, 2, "a"), None);
     let keys: Vec<String> = con.keys(format!("{ns}*")).await.unwrap();
     assert_eq!(keys.len(), hostile.len() * 2);
 }

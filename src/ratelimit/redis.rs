@@ -151,11 +151,16 @@ impl RedisLimiter {
         self.failure
     }
 
-    /// The Redis key holding limit `index` of `policy` for `key`.
-    pub fn redis_key(&self, policy: &Policy, index: usize, key: &str) -> String {
-        let limit = &policy.limits()[index.min(policy.limits().len() - 1)];
+    /// The Redis key holding limit `index` of `policy` for `key` (`None` if the policy has
+    /// no such limit): for inspection and tests.
+    pub fn redis_key(&self, policy: &Policy, index: usize, key: &str) -> Option<String> {
+        let limit = policy.limits().get(index)?;
+        Some(self.key_name(policy.name(), index, limit, key))
+    }
+
+    fn key_name(&self, policy: &str, index: usize, limit: &Limit, key: &str) -> String {
         let mut h = Sha256::new();
-        h.update(descriptor(policy.name(), index, limit));
+        h.update(descriptor(policy, index, limit));
         h.update((key.len() as u64).to_be_bytes());
         h.update(key.as_bytes());
         let digest = h.finalize();
@@ -176,7 +181,7 @@ impl RedisLimiter {
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(cost);
         for (i, limit) in policy.limits().iter().enumerate() {
-            invocation.key(self.redis_key(policy, i, key));
+            invocation.key(self.key_name(policy.name(), i, limit, key));
             match limit {
                 Limit::Rate(q) => {
                     invocation.arg(0).arg(q.interval_ns()).arg(q.burst().get());
