@@ -48,6 +48,7 @@ mod memory;
 mod policy;
 mod quota;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 mod redis;
 
 pub use credits::{Credits, Refill};
@@ -59,4 +60,5 @@ pub use memory::MemoryLimiter;
 pub use policy::Policy;
 pub use quota::{CalendarQuota, CalendarWindow, Limit, Quota};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{DEFAULT_NAMESPACE, FailurePolicy, RedisLimiter, RedisLimiterBuilder};
