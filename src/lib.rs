@@ -35,6 +35,7 @@ pub mod error;
 pub mod format;
 pub mod hash;
 pub mod keyring;
+pub mod ratelimit;
 pub mod record;
 pub mod scope;
 pub mod secret;
@@ -62,5 +63,6 @@ pub use record::{KeyRecord, KeyStatus, Revocation};
 pub use scope::{
     MissingScopes, Requirement, RequirementError, RoleError, Roles, Scope, ScopeError, ScopeSet,
 };
+pub use ratelimit::{Decision, MemoryLimiter, Policy, Quota, RateLimitError, RateLimiter};
 pub use secret::{GeneratedKey, KeyHint};
 pub use store::{Decrement, KeyStore, MemoryStore, Page, PageRequest};

@@ -1,0 +1,392 @@
+//! The in-memory keyed GCRA limiter.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+
+use super::algo::{self, Kind, Step};
+use super::decision::Decision;
+use super::error::RateLimitError;
+use super::limiter::RateLimiter;
+use super::policy::Policy;
+use super::quota::Limit;
+use crate::clock::{Clock, SystemClock};
+
+/// New keys between automatic sweeps: at least this many, or half the tracked keys.
+const SWEEP_MIN_INSERTS: usize = 4096;
+/// Shards of the key table (a power of two): more shards, less lock contention and shorter
+/// sweep pauses per shard.
+const SHARDS: usize = 64;
+
+/// A keyed rate limiter in process memory: one `AtomicU64` per (key, limit), updated with
+/// a lock-free compare-and-swap loop, in a sharded `DashMap`.
+///
+/// # Table keys and hash flooding
+///
+/// The table is keyed not by the key string but by a 128-bit fingerprint of (policy name,
+/// limit, index, key) computed with two independently, randomly seeded
+/// [foldhash](https://docs.rs/foldhash) hashers; the seeds are drawn per limiter (per
+/// process) and never leave it. Entries are therefore 24 bytes with no heap allocation per
+/// key, comparisons never touch the key string, and an attacker who cannot read the seeds
+/// cannot aim keys at one bucket (foldhash's seeded mode is built to resist hash flooding,
+/// though it is not a cryptographic PRF) nor make two keys share a fingerprint (a random
+/// collision needs ~2^64 keys). The work per check is linear in the key's length.
+///
+/// # Memory
+///
+/// Idle entries (a GCRA limit back to full burst, a calendar count from a past window)
+/// carry no information and are evicted by [`sweep`](MemoryLimiter::sweep), which also runs
+/// automatically once the number of new keys since the last sweep reaches half the tracked
+/// keys (at least 4096): amortised O(1) per new key, at the price of one caller paying the
+/// sweep (about 1 ms per 100 000 keys here; call `sweep` from a background task and
+/// disable the automatic one with [`auto_sweep(false)`](MemoryLimiter::auto_sweep) to avoid
+/// that). [`max_keys`](MemoryLimiter::max_keys) adds a hard cap. See docs-ratelimit.md for
+/// measured bytes per key.
+///
+/// # Multi-limit policies
+///
+/// All limits are first checked with plain loads; if any denies, nothing is written. Then
+/// each limit is committed with its own compare-and-swap loop, which re-checks that limit
+/// against its latest state; if a concurrent request took the room meanwhile, the limits
+/// already committed are refunded and the request is denied. Each limit is thus updated
+/// atomically and is never pushed beyond its bound; between a commit and its refund other
+/// requests see slightly less room, so under races the limiter can be conservative, never
+/// generous.
+///
+/// ```
+/// use std::num::NonZeroU32;
+/// use keymint::ManualClock;
+/// use keymint::ratelimit::{MemoryLimiter, Policy, Quota};
+///
+/// let limiter = MemoryLimiter::with_clock(ManualClock::default());
+/// let policy = Policy::single("api", Quota::per_second(NonZeroU32::new(2).unwrap()))?;
+/// assert!(limiter.check_now("key-1", &policy, 1)?.allowed);
+/// assert!(limiter.check_now("key-1", &policy, 1)?.allowed);
+/// let third = limiter.check_now("key-1", &policy, 1)?;
+/// assert!(!third.allowed);
+/// assert_eq!(third.retry_after_secs(), Some(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct MemoryLimiter<C: Clock = SystemClock> {
+    table: DashMap<Slot, AtomicU64, PassThrough>,
+    hash_a: foldhash::fast::RandomState,
+    hash_b: foldhash::fast::RandomState,
+    clock: C,
+    tracked: AtomicUsize,
+    pressure: AtomicUsize,
+    max_keys: Option<usize>,
+    auto_sweep: bool,
+}
+
+impl MemoryLimiter<SystemClock> {
+    /// A limiter on the system clock, with automatic sweeps and no key cap.
+    pub fn new() -> Self {
+        Self::with_clock(SystemClock)
+    }
+}
+
+impl Default for MemoryLimiter<SystemClock> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Clock> MemoryLimiter<C> {
+    /// A limiter reading time from `clock` (use [`ManualClock`](crate::ManualClock) in tests).
+    pub fn with_clock(clock: C) -> Self {
+        Self {
+            table: DashMap::with_hasher_and_shard_amount(PassThrough, SHARDS),
+            hash_a: foldhash::fast::RandomState::default(),
+            hash_b: foldhash::fast::RandomState::default(),
+            clock,
+            tracked: AtomicUsize::new(0),
+            pressure: AtomicUsize::new(0),
+            max_keys: None,
+            auto_sweep: true,
+        }
+    }
+
+    /// Caps the number of tracked (key, limit) entries. At the cap, a new key gets
+    /// [`RateLimitError::TableFull`], and every `max / 2` such arrivals trigger a sweep that
+    /// makes room if idle entries exist (so a full table recovers within `max / 2` new
+    /// keys of its entries going idle, and a flood of new keys costs amortised O(1) each).
+    #[must_use]
+    pub fn max_keys(mut self, max: NonZeroUsize) -> Self {
+        self.max_keys = Some(max.get());
+        self
+    }
+
+    /// Turns the automatic sweep on new keys on (default) or off.
+    #[must_use]
+    pub fn auto_sweep(mut self, on: bool) -> Self {
+        self.auto_sweep = on;
+        self
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// Number of tracked (key, limit) entries.
+    pub fn len(&self) -> usize {
+        self.tracked.load(Ordering::Relaxed)
+    }
+
+    /// True when no entry is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Evicts every idle entry (one whose limit has fully recovered, or whose calendar
+    /// window has passed) and returns how many were removed. Shards are locked one at a
+    /// time, so checks on other shards continue meanwhile.
+    pub fn sweep(&self) -> usize {
+        let now = now_ns(&self.clock);
+        let mut removed = 0;
+        self.table.retain(|slot, state| {
+            let idle = algo::is_idle(
+                Kind::from_bits(slot.0[1]),
+                state.load(Ordering::Acquire),
+                now,
+            );
+            removed += usize::from(idle);
+            !idle
+        });
+        self.tracked.fetch_sub(removed, Ordering::Relaxed);
+        self.pressure.store(0, Ordering::Relaxed);
+        removed
+    }
+
+    /// Synchronous [`RateLimiter::check`]: the same decision without a future.
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimitError::CostTooHigh`] for a cost above a limit's burst or window limit;
+    /// [`RateLimitError::TableFull`] when a [`max_keys`](MemoryLimiter::max_keys) cap is
+    /// reached by active keys.
+    pub fn check_now(
+        &self,
+        key: &str,
+        policy: &Policy,
+        cost: u32,
+    ) -> Result<Decision, RateLimitError> {
+        let limits = policy.limits();
+        let tags = policy.tags();
+        for (i, limit) in limits.iter().enumerate() {
+            algo::check_cost(limit, i, cost)?;
+        }
+        let now = now_ns(&self.clock);
+        if let ([limit], [tag]) = (limits, tags) {
+            let slot = self.slot(*tag, limit, key);
+            return Ok(self.apply(slot, limit, now, cost)?.decision);
+        }
+
+        let mut slots = [Slot([0, 0]); Policy::MAX_LIMITS];
+        let mut merged: Option<Decision> = None;
+        let mut denied = false;
+        for (i, (limit, tag)) in limits.iter().zip(tags).enumerate() {
+            slots[i] = self.slot(*tag, limit, key);
+            let state = self.load(slots[i]);
+            let d = algo::step(limit, state, now, cost)
+                .decision
+                .with_limit_index(i);
+            denied |= !d.allowed;
+            merged = Some(merged.map_or(d, |m| m.most_restrictive(d)));
+        }
+        if cost == 0 || denied {
+            return Ok(settle(merged));
+        }
+        let mut merged: Option<Decision> = None;
+        for (i, limit) in limits.iter().enumerate() {
+            let step = self.apply(slots[i], limit, now, cost);
+            let d = match step {
+                Ok(s) => s.decision.with_limit_index(i),
+                Err(e) => {
+                    self.refund(&slots[..i], &limits[..i], now, cost);
+                    return Err(e);
+                }
+            };
+            if !d.allowed {
+                self.refund(&slots[..i], &limits[..i], now, cost);
+                return Ok(d);
+            }
+            merged = Some(merged.map_or(d, |m| m.most_restrictive(d)));
+        }
+        Ok(settle(merged))
+    }
+
+    fn slot(&self, tag: u64, limit: &Limit, key: &str) -> Slot {
+        let a = self.hash_a.hash_one((tag, key));
+        let b = self.hash_b.hash_one((tag, key));
+        Slot([a, (b & !3) | Kind::of(limit) as u64])
+    }
+
+    fn load(&self, slot: Slot) -> u64 {
+        self.table
+            .get(&slot)
+            .map_or(0, |cell| cell.load(Ordering::Acquire))
+    }
+
+    /// Checks and commits one limit. Never holds a table lock while taking another.
+    fn apply(
+        &self,
+        slot: Slot,
+        limit: &Limit,
+        now: u64,
+        cost: u32,
+    ) -> Result<Step, RateLimitError> {
+        if cost == 0 {
+            return Ok(algo::step(limit, self.load(slot), now, 0));
+        }
+        if let Some(cell) = self.table.get(&slot) {
+            return Ok(cas(&cell, limit, now, cost));
+        }
+        let cell = self.insert(slot)?;
+        Ok(cas(&cell, limit, now, cost))
+    }
+
+    fn insert(
+        &self,
+        slot: Slot,
+    ) -> Result<dashmap::mapref::one::Ref<'_, Slot, AtomicU64>, RateLimitError> {
+        if self.auto_sweep || self.max_keys.is_some() {
+            let pressure = self.pressure.fetch_add(1, Ordering::Relaxed) + 1;
+            let tracked = self.tracked.load(Ordering::Relaxed);
+            // Sweeping costs O(tracked); waiting for tracked/2 new keys between sweeps keeps
+            // it amortised O(1) per new key. At the cap, half the cap is the wait.
+            let due = match self.max_keys {
+                Some(max) if tracked >= max => pressure >= (max / 2).max(1),
+                _ => self.auto_sweep && pressure >= SWEEP_MIN_INSERTS.max(tracked / 2),
+            };
+            if due {
+                self.sweep();
+            }
+            if let Some(max) = self.max_keys {
+                if self.tracked.load(Ordering::Relaxed) >= max && !self.table.contains_key(&slot) {
+                    return Err(RateLimitError::TableFull { max_keys: max });
+                }
+            }
+        }
+        let entry = self.table.entry(slot);
+        let cell = match entry {
+            dashmap::Entry::Occupied(o) => o.into_ref(),
+            dashmap::Entry::Vacant(v) => {
+                self.tracked.fetch_add(1, Ordering::Relaxed);
+                v.insert(AtomicU64::new(0))
+            }
+        };
+        Ok(cell.downgrade())
+    }
+
+    fn refund(&self, slots: &[Slot], limits: &[Limit], now: u64, cost: u32) {
+        for (slot, limit) in slots.iter().zip(limits) {
+            if let Some(cell) = self.table.get(slot) {
+                let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                    Some(algo::refund(limit, s, now, cost))
+                });
+            }
+        }
+    }
+}
+
+/// A policy has at least one limit, so `merged` is always `Some`.
+fn settle(merged: Option<Decision>) -> Decision {
+    merged.unwrap_or(Decision::allow(0, 0, std::time::Duration::ZERO))
+}
+
+/// The lock-free hot path: retry the step until our compare-and-swap wins or it denies.
+fn cas(cell: &AtomicU64, limit: &Limit, now: u64, cost: u32) -> Step {
+    let mut current = cell.load(Ordering::Acquire);
+    loop {
+        let Some(next) = algo::next_state(limit, current, now, cost) else {
+            return algo::step(limit, current, now, cost);
+        };
+        match cell.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+            // The decision is a pure function of the state we replaced: build it after
+            // the swap, outside the contended window.
+            Ok(_) => return algo::step(limit, current, now, cost),
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+impl<C: Clock> RateLimiter for MemoryLimiter<C> {
+    fn check(
+        &self,
+        key: &str,
+        policy: &Policy,
+        cost: u32,
+    ) -> impl Future<Output = Result<Decision, RateLimitError>> + Send {
+        std::future::ready(self.check_now(key, policy, cost))
+    }
+}
+
+impl<C: Clock> fmt::Debug for MemoryLimiter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryLimiter")
+            .field("tracked", &self.len())
+            .field("max_keys", &self.max_keys)
+            .field("auto_sweep", &self.auto_sweep)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Nanoseconds since the Unix epoch (0 before it).
+///
+/// For [`SystemClock`] this reads `SystemTime` directly, which is exactly what
+/// `SystemClock::now` does minus two calendar conversions (chrono's `DateTime` and back),
+/// about 50 ns of a ~100 ns check. The type test is resolved at compile time.
+pub(crate) fn now_ns<C: Clock>(clock: &C) -> u64 {
+    if std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>() {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+    clock
+        .now()
+        .timestamp_nanos_opt()
+        .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(0))
+}
+
+/// A 128-bit fingerprint of (policy tag, key); the low two bits of the second word hold
+/// the limit [`Kind`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Slot([u64; 2]);
+
+impl Hash for Slot {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0[0]);
+    }
+}
+
+/// The fingerprint is already a seeded hash: pass its first word through.
+#[derive(Clone, Copy, Default)]
+struct PassThrough;
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
