@@ -169,6 +169,21 @@ pub enum VerifyError {
     /// The key does not hold the scopes the request requires.
     #[error("insufficient scope: {0}")]
     InsufficientScope(crate::scope::MissingScopes),
+    /// The key's rate limit refused the request; nothing was charged.
+    #[error("rate limited: {0}")]
+    RateLimited(crate::keyring::RateLimitDenial),
+    /// Too many failed verifications from this client address; checked before any store
+    /// or hash work.
+    #[error("too many failed attempts: {0}")]
+    Throttled(crate::keyring::RateLimitDenial),
+    /// The key names a rate-limit policy that the keyring does not define: access is
+    /// denied until the configuration is fixed.
+    #[error("api key names an unknown rate-limit policy")]
+    UnknownPolicy,
+    /// The rate limiter could not decide (for example Redis is down with a fail-closed
+    /// policy): access is denied.
+    #[error("rate limiter unavailable")]
+    RateLimiterUnavailable(#[source] crate::ratelimit::RateLimitError),
     /// The key has no uses left.
     #[error("api key usage exhausted")]
     UsageExhausted,
@@ -194,9 +209,18 @@ impl VerifyError {
             | Self::Expired
             | Self::NotYetValid => 401,
             Self::ClientNotAllowed | Self::InsufficientScope(_) => 403,
-            Self::UsageExhausted => 429,
-            Self::StoreUnavailable(_) => 503,
-            Self::Internal(_) => 500,
+            Self::RateLimited(_) | Self::Throttled(_) | Self::UsageExhausted => 429,
+            Self::StoreUnavailable(_) | Self::RateLimiterUnavailable(_) => 503,
+            Self::Internal(_) | Self::UnknownPolicy => 500,
+        }
+    }
+
+    /// `RateLimit-Policy`, `RateLimit` and `Retry-After` values for a 429 from a rate limit
+    /// or the failed-attempt throttle.
+    pub fn rate_limit_headers(&self) -> Option<crate::ratelimit::RateLimitHeaders> {
+        match self {
+            Self::RateLimited(denial) | Self::Throttled(denial) => Some(denial.headers()),
+            _ => None,
         }
     }
 
@@ -212,6 +236,10 @@ impl VerifyError {
             Self::NotYetValid => "not_yet_valid",
             Self::ClientNotAllowed => "client_not_allowed",
             Self::InsufficientScope(_) => "insufficient_scope",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Throttled(_) => "throttled",
+            Self::UnknownPolicy => "unknown_policy",
+            Self::RateLimiterUnavailable(_) => "rate_limiter_unavailable",
             Self::UsageExhausted => "usage_exhausted",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::Internal(_) => "internal",

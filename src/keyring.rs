@@ -13,7 +13,12 @@
 //! 4. status (revoked, disabled), not-before, expiry — on every cache hit too;
 //! 5. client address against the key's allowed networks;
 //! 6. scopes: the key's own plus its roles', against the request's [`Requirement`](crate::Requirement);
-//! 7. uses left (credits), taken atomically from the store.
+//! 7. the key's rate-limit policy (its own, else the keyring's default);
+//! 8. uses left (credits), taken atomically from the store.
+//!
+//! A failed-attempt throttle per client address (when configured) runs between steps 1
+//! and 2: a client over it is refused before any store or hash work, and every
+//! authentication failure (malformed, unknown id, wrong secret) is charged to it.
 
 mod blocking;
 mod builder;
@@ -21,6 +26,7 @@ mod cache;
 mod events;
 mod issue;
 mod last_used;
+mod limits;
 mod manage;
 mod verify;
 
@@ -28,16 +34,22 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 
-pub use builder::KeyringBuilder;
+pub use builder::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_LAST_USED_DEBOUNCE, DEFAULT_ROTATION_GRACE,
+    KeyringBuilder, MAX_CACHE_TTL,
+};
 pub use events::{AuditEvent, AuditSink, CacheInvalidation, FailureReason};
 pub use issue::{IssueRequest, IssuedKey};
+pub use limits::RateLimitDenial;
 pub use manage::KeyUpdate;
 pub use verify::{VerifiedKey, VerifyContext};
 
 use crate::clock::Clock;
 use crate::format::KeyFormat;
 use crate::hash::HashPolicy;
+use crate::ratelimit::{MemoryLimiter, Policy, RateLimiter};
 use crate::store::KeyStore;
+use std::collections::HashMap;
 
 /// The key service a host calls on every request. Cheap to clone (one `Arc`).
 ///
@@ -60,11 +72,11 @@ use crate::store::KeyStore;
 /// # Ok(())
 /// # }
 /// ```
-pub struct Keyring<S> {
-    inner: Arc<Inner<S>>,
+pub struct Keyring<S, L = MemoryLimiter> {
+    inner: Arc<Inner<S, L>>,
 }
 
-impl<S> Clone for Keyring<S> {
+impl<S, L> Clone for Keyring<S, L> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -72,9 +84,13 @@ impl<S> Clone for Keyring<S> {
     }
 }
 
-struct Inner<S> {
+struct Inner<S, L> {
     format: KeyFormat,
     store: S,
+    limiter: L,
+    policies: HashMap<String, Arc<Policy>>,
+    default_policy: Option<Arc<Policy>>,
+    failed_attempts: Option<Arc<Policy>>,
     hashes: HashPolicy,
     clock: Arc<dyn Clock>,
     cache: Option<cache::VerifiedCache>,
@@ -92,7 +108,9 @@ impl<S: KeyStore> Keyring<S> {
     pub fn builder(format: KeyFormat, store: S) -> KeyringBuilder<S> {
         KeyringBuilder::new(format, store)
     }
+}
 
+impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// The format of the keys this keyring issues and accepts.
     pub fn format(&self) -> &KeyFormat {
         &self.inner.format
@@ -126,13 +144,14 @@ impl<S: KeyStore> Keyring<S> {
     }
 }
 
-impl<S> std::fmt::Debug for Keyring<S> {
+impl<S, L> std::fmt::Debug for Keyring<S, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
             .field("format", &self.inner.format)
             .field("hashes", &self.inner.hashes)
             .field("cache", &self.inner.cache)
             .field("rotation_grace", &self.inner.rotation_grace)
+            .field("policies", &self.inner.policies.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }

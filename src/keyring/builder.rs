@@ -1,5 +1,6 @@
 //! Configuration of a [`Keyring`], with secure defaults.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -11,14 +12,19 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::KeyringError;
 use crate::format::KeyFormat;
 use crate::hash::HashPolicy;
+use crate::ratelimit::{MemoryLimiter, Policy, RateLimiter};
 use crate::scope::Roles;
 use crate::store::KeyStore;
 
 /// Builds a [`Keyring`]; see [`Keyring::builder`] for the defaults.
 #[must_use]
-pub struct KeyringBuilder<S> {
+pub struct KeyringBuilder<S, L = MemoryLimiter> {
     format: KeyFormat,
     store: S,
+    limiter: L,
+    policies: HashMap<String, Arc<Policy>>,
+    default_policy: Option<String>,
+    failed_attempts: Option<Arc<Policy>>,
     hashes: HashPolicy,
     clock: Arc<dyn Clock>,
     cache: Option<(TimeDelta, usize)>,
@@ -29,48 +35,54 @@ pub struct KeyringBuilder<S> {
     roles: Roles,
 }
 
-impl<S: KeyStore> KeyringBuilder<S> {
-    /// Default verified-key cache lifetime.
-    pub const DEFAULT_CACHE_TTL: TimeDelta = TimeDelta::seconds(30);
-    /// Default verified-key cache size, in entries.
-    pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
-    /// Longest cache lifetime accepted: a revocation made in another process without an
-    /// invalidation channel takes up to this long to be seen.
-    pub const MAX_CACHE_TTL: TimeDelta = TimeDelta::minutes(10);
-    /// Default time a rotated key keeps working.
-    pub const DEFAULT_ROTATION_GRACE: TimeDelta = TimeDelta::hours(24);
-    /// Default minimum interval between last-used writes of one key.
-    pub const DEFAULT_LAST_USED_DEBOUNCE: TimeDelta = TimeDelta::minutes(1);
+/// Default verified-key cache lifetime.
+pub const DEFAULT_CACHE_TTL: TimeDelta = TimeDelta::seconds(30);
+/// Default verified-key cache size, in entries.
+pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
+/// Longest cache lifetime accepted: a revocation made in another process without an
+/// invalidation channel takes up to this long to be seen there.
+pub const MAX_CACHE_TTL: TimeDelta = TimeDelta::minutes(10);
+/// Default time a rotated key keeps working.
+pub const DEFAULT_ROTATION_GRACE: TimeDelta = TimeDelta::hours(24);
+/// Default minimum interval between last-used writes of one key.
+pub const DEFAULT_LAST_USED_DEBOUNCE: TimeDelta = TimeDelta::minutes(1);
 
+impl<S: KeyStore> KeyringBuilder<S> {
     pub(super) fn new(format: KeyFormat, store: S) -> Self {
         Self {
             format,
             store,
+            limiter: MemoryLimiter::new(),
+            policies: HashMap::new(),
+            default_policy: None,
+            failed_attempts: None,
             hashes: HashPolicy::default(),
             clock: Arc::new(SystemClock),
-            cache: Some((Self::DEFAULT_CACHE_TTL, Self::DEFAULT_CACHE_CAPACITY)),
-            rotation_grace: Self::DEFAULT_ROTATION_GRACE,
-            last_used_debounce: Self::DEFAULT_LAST_USED_DEBOUNCE,
+            cache: Some((DEFAULT_CACHE_TTL, DEFAULT_CACHE_CAPACITY)),
+            rotation_grace: DEFAULT_ROTATION_GRACE,
+            last_used_debounce: DEFAULT_LAST_USED_DEBOUNCE,
             audit: None,
             invalidation: None,
             roles: Roles::new(),
         }
     }
+}
 
+impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
     /// How secrets are hashed and which stored hashes are accepted.
     pub fn hashes(mut self, hashes: HashPolicy) -> Self {
         self.hashes = hashes;
         self
     }
 
-    /// Where time comes from (a [`ManualClock`](crate::ManualClock) in tests).
+    /// Where time comes from (a [`ManualClock`](crate::ManualClock) in tests). Give the
+    /// rate limiter the same clock ([`MemoryLimiter::with_clock`]).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
-    /// Verified-key cache lifetime (0 < ttl <= [`MAX_CACHE_TTL`](Self::MAX_CACHE_TTL)) and
-    /// entry count (>= 1).
+    /// Verified-key cache lifetime (0 < ttl <= [`MAX_CACHE_TTL`]) and entry count (>= 1).
     pub fn cache(mut self, ttl: TimeDelta, capacity: usize) -> Self {
         self.cache = Some((ttl, capacity));
         self
@@ -113,16 +125,62 @@ impl<S: KeyStore> KeyringBuilder<S> {
         self
     }
 
+    /// The rate-limit backend (default: an in-memory [`MemoryLimiter`] on the system
+    /// clock; a [`RedisLimiter`](crate::ratelimit::RedisLimiter) for fleet-wide limits).
+    pub fn rate_limiter<L2: RateLimiter>(self, limiter: L2) -> KeyringBuilder<S, L2> {
+        KeyringBuilder {
+            format: self.format,
+            store: self.store,
+            limiter,
+            policies: self.policies,
+            default_policy: self.default_policy,
+            failed_attempts: self.failed_attempts,
+            hashes: self.hashes,
+            clock: self.clock,
+            cache: self.cache,
+            rotation_grace: self.rotation_grace,
+            last_used_debounce: self.last_used_debounce,
+            audit: self.audit,
+            invalidation: self.invalidation,
+            roles: self.roles,
+        }
+    }
+
+    /// Defines a rate-limit policy that keys may name
+    /// ([`IssueRequest::rate_limit_policy`](super::IssueRequest::rate_limit_policy)).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policies
+            .insert(policy.name().to_owned(), Arc::new(policy));
+        self
+    }
+
+    /// The policy (defined with [`policy`](Self::policy)) for keys that name none. Without
+    /// it, such keys are not rate-limited.
+    pub fn default_policy(mut self, name: &str) -> Self {
+        self.default_policy = Some(name.to_owned());
+        self
+    }
+
+    /// Throttles failed verifications per client address: a client over `policy` is
+    /// refused ([`VerifyError::Throttled`](crate::VerifyError::Throttled)) before any
+    /// store or hash work. Needs the client address in the
+    /// [`VerifyContext`](super::VerifyContext).
+    pub fn failed_attempt_throttle(mut self, policy: Policy) -> Self {
+        self.failed_attempts = Some(Arc::new(policy));
+        self
+    }
+
     /// Checks the configuration and builds the keyring.
     ///
     /// # Errors
-    /// [`KeyringError::Config`] for an out-of-range duration or size,
-    /// [`KeyringError::Rng`] when no randomness is available for the cache key.
-    pub fn build(self) -> Result<Keyring<S>, KeyringError> {
+    /// [`KeyringError::Config`] for an out-of-range duration or size or an undefined
+    /// default policy, [`KeyringError::Rng`] when no randomness is available for the cache
+    /// key.
+    pub fn build(self) -> Result<Keyring<S, L>, KeyringError> {
         let cache = match self.cache {
             None => None,
             Some((ttl, capacity)) => {
-                if ttl <= TimeDelta::zero() || ttl > Self::MAX_CACHE_TTL {
+                if ttl <= TimeDelta::zero() || ttl > MAX_CACHE_TTL {
                     return Err(KeyringError::Config("cache ttl must be in (0, 10 min]"));
                 }
                 if capacity == 0 {
@@ -139,10 +197,23 @@ impl<S: KeyStore> KeyringBuilder<S> {
                 "last-used debounce must not be negative",
             ));
         }
+        let default_policy = match &self.default_policy {
+            None => None,
+            Some(name) => Some(
+                self.policies
+                    .get(name)
+                    .cloned()
+                    .ok_or(KeyringError::Config("the default policy is not defined"))?,
+            ),
+        };
         Ok(Keyring {
             inner: Arc::new(Inner {
                 format: self.format,
                 store: self.store,
+                limiter: self.limiter,
+                policies: self.policies,
+                default_policy,
+                failed_attempts: self.failed_attempts,
                 hashes: self.hashes,
                 clock: self.clock,
                 cache,
@@ -156,13 +227,14 @@ impl<S: KeyStore> KeyringBuilder<S> {
     }
 }
 
-impl<S> std::fmt::Debug for KeyringBuilder<S> {
+impl<S, L> std::fmt::Debug for KeyringBuilder<S, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyringBuilder")
             .field("format", &self.format)
             .field("hashes", &self.hashes)
             .field("cache", &self.cache)
             .field("rotation_grace", &self.rotation_grace)
+            .field("policies", &self.policies.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }

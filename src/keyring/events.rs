@@ -116,6 +116,10 @@ pub enum FailureReason {
     InsufficientScope,
     /// No uses left.
     UsageExhausted,
+    /// Over the key's rate limit.
+    RateLimited,
+    /// Over the failed-attempt throttle of its client address.
+    Throttled,
     /// Store or hash failure.
     Unavailable,
 }

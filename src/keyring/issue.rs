@@ -6,6 +6,7 @@ use super::Keyring;
 use super::blocking::run_blocking;
 use crate::cidr::Cidr;
 use crate::error::{KeyringError, StoreError};
+use crate::ratelimit::RateLimiter;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::{Roles, Scope};
 use crate::secret::GeneratedKey;
@@ -220,7 +221,7 @@ pub(super) fn check_metadata(value: &serde_json::Value) -> Result<(), KeyringErr
     Ok(())
 }
 
-impl<S: KeyStore> Keyring<S> {
+impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// Mints a key, hashes its secret (off the async executor) and stores the record.
     ///
     /// # Errors
@@ -248,6 +249,7 @@ impl<S: KeyStore> Keyring<S> {
         }
         let scopes = parse_scopes(&request.scopes)?;
         check_roles(&self.inner.roles, &request.roles)?;
+        self.check_policy(request.rate_limit_policy.as_deref())?;
         if request.allowed_networks.len() > MAX_LIST_LEN {
             return Err(KeyringError::InvalidRequest(format!(
                 "at most {MAX_LIST_LEN} networks"
@@ -289,6 +291,17 @@ impl<S: KeyStore> Keyring<S> {
             metadata: request.metadata,
         };
         self.mint(template).await
+    }
+
+    /// A key may only name a policy the keyring defines: an unknown name would refuse every
+    /// request made with it.
+    pub(super) fn check_policy(&self, name: Option<&str>) -> Result<(), KeyringError> {
+        match name {
+            Some(name) if !self.inner.policies.contains_key(name) => Err(
+                KeyringError::InvalidRequest(format!("unknown rate-limit policy {name:?}")),
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// Generates, hashes and inserts a key, retrying on an id collision.

@@ -7,6 +7,7 @@ use super::{AuditEvent, IssuedKey, Keyring};
 use crate::cidr::Cidr;
 use crate::error::{KeyringError, StoreError};
 use crate::format::KeyId;
+use crate::ratelimit::RateLimiter;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
 use crate::scope::{Roles, Scope};
 use crate::store::{KeyStore, Page, PageRequest};
@@ -155,7 +156,7 @@ impl KeyUpdate {
     }
 }
 
-impl<S: KeyStore> Keyring<S> {
+impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// The record of `id`.
     ///
     /// # Errors
@@ -272,6 +273,9 @@ impl<S: KeyStore> Keyring<S> {
     /// [`KeyringError::Contention`], or a store failure.
     pub async fn update(&self, id: &KeyId, change: KeyUpdate) -> Result<KeyRecord, KeyringError> {
         let scopes = change.validate(&self.inner.roles)?;
+        if let Some(policy) = &change.rate_limit_policy {
+            self.check_policy(policy.as_deref())?;
+        }
         let record = self
             .modify(id, |r| {
                 change.apply(scopes.as_ref(), r);

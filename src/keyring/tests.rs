@@ -864,3 +864,181 @@ async fn invalid_scopes_and_unknown_roles_are_rejected_at_issue_and_update() {
         .unwrap_err();
     assert!(matches!(err, KeyringError::InvalidRequest(ref m) if m.contains("ghost")));
 }
+
+mod rate_limits {
+    use std::num::NonZeroU32;
+
+    use super::*;
+    use crate::ratelimit::{MemoryLimiter, Policy, Quota};
+
+    type Limited = Keyring<Probe, MemoryLimiter<ManualClock>>;
+
+    fn per_minute(name: &str, n: u32) -> Policy {
+        Policy::single(name, Quota::per_minute(NonZeroU32::new(n).unwrap())).unwrap()
+    }
+
+    fn limited(
+        configure: impl FnOnce(
+            KeyringBuilder<Probe, MemoryLimiter<ManualClock>>,
+        ) -> KeyringBuilder<Probe, MemoryLimiter<ManualClock>>,
+    ) -> (Limited, Probe, ManualClock) {
+        let store = Probe::default();
+        let clock = ManualClock::default();
+        let builder = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+            .hashes(fast_hashes())
+            .clock(clock.clone())
+            .rate_limiter(MemoryLimiter::with_clock(clock.clone()))
+            .policy(per_minute("default", 2))
+            .policy(per_minute("generous", 100))
+            .default_policy("default");
+        (configure(builder).build().unwrap(), store, clock)
+    }
+
+    #[tokio::test]
+    async fn default_policy_limits_keys_and_reports_retry_after() {
+        let (keyring, _, clock) = limited(|b| b);
+        let issued = keyring
+            .issue(IssueRequest::new("a", "n").remaining_uses(10))
+            .await
+            .unwrap();
+        let key = issued.key.expose_secret();
+        let first = keyring.verify(key, &ctx()).await.unwrap();
+        assert_eq!(first.rate_limit().map(|d| d.remaining), Some(1));
+        let headers = first.rate_limit_headers().unwrap();
+        assert_eq!(headers.policy, r#""default";q=2;w=60"#);
+        keyring.verify(key, &ctx()).await.unwrap();
+
+        let err = keyring.verify(key, &ctx()).await.unwrap_err();
+        let VerifyError::RateLimited(denial) = &err else {
+            panic!("expected rate limited, got {err:?}")
+        };
+        assert_eq!(err.status_code(), 429);
+        assert_eq!(
+            denial.retry_after(),
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(
+            err.rate_limit_headers().unwrap().retry_after.as_deref(),
+            Some("30")
+        );
+        assert_eq!(
+            keyring.get(&issued.record.id).await.unwrap().remaining_uses,
+            Some(8),
+            "a rate-limited request must not spend a use"
+        );
+
+        clock.advance(TimeDelta::seconds(30));
+        keyring.verify(key, &ctx()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn keys_may_name_their_own_policy_and_cost() {
+        let (keyring, _, _) = limited(|b| b);
+        let issued = keyring
+            .issue(IssueRequest::new("a", "n").rate_limit_policy("generous"))
+            .await
+            .unwrap();
+        let key = issued.key.expose_secret();
+        let d = keyring
+            .verify(key, &VerifyContext::new().cost(10))
+            .await
+            .unwrap();
+        assert_eq!(d.rate_limit().map(|d| d.remaining), Some(90));
+        let peek = keyring
+            .verify(key, &VerifyContext::new().cost(0))
+            .await
+            .unwrap();
+        assert_eq!(
+            peek.rate_limit().map(|d| d.remaining),
+            Some(90),
+            "cost 0 must not charge"
+        );
+        assert!(matches!(
+            keyring
+                .issue(IssueRequest::new("a", "n").rate_limit_policy("nope"))
+                .await,
+            Err(KeyringError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            keyring
+                .update(
+                    &issued.record.id,
+                    KeyUpdate::new().rate_limit_policy(Some("nope".into()))
+                )
+                .await,
+            Err(KeyringError::InvalidRequest(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_request_denied_for_scope_is_not_charged_to_the_rate_limit() {
+        let (keyring, _, _) = limited(|b| b);
+        let issued = keyring
+            .issue(IssueRequest::new("a", "n").scopes(["users:read"]))
+            .await
+            .unwrap();
+        let key = issued.key.expose_secret();
+        let admin: crate::Requirement = "admin:*".parse().unwrap();
+        for _ in 0..5 {
+            let err = keyring
+                .verify(key, &VerifyContext::new().require(&admin))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, VerifyError::InsufficientScope(_)));
+        }
+        keyring.verify(key, &ctx()).await.unwrap();
+        keyring.verify(key, &ctx()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn failed_attempts_are_throttled_per_client_before_any_lookup() {
+        let (keyring, store, clock) =
+            limited(|b| b.failed_attempt_throttle(per_minute("failures", 3)));
+        let issued = keyring
+            .issue(IssueRequest::new("a", "n").rate_limit_policy("generous"))
+            .await
+            .unwrap();
+        let key = issued.key.expose_secret();
+        let attacker = VerifyContext::new().client_ip("198.51.100.7".parse().unwrap());
+        let neighbour = VerifyContext::new().client_ip("198.51.100.8".parse().unwrap());
+
+        let wrong = wrong_secret(key);
+        assert!(matches!(
+            keyring.verify(&wrong, &attacker).await,
+            Err(VerifyError::Invalid)
+        ));
+        assert!(matches!(
+            keyring.verify("garbage", &attacker).await,
+            Err(VerifyError::Malformed(_))
+        ));
+        // Successful verifications from the same address are not failures.
+        keyring.verify(key, &attacker).await.unwrap();
+
+        let unknown = keyring.format().generate().unwrap();
+        assert!(matches!(
+            keyring.verify(unknown.expose_secret(), &attacker).await,
+            Err(VerifyError::Invalid)
+        ));
+        let reads = store.gets.load(Ordering::SeqCst);
+        let err = keyring.verify(key, &attacker).await.unwrap_err();
+        assert!(matches!(err, VerifyError::Throttled(_)), "{err:?}");
+        assert_eq!(err.status_code(), 429);
+        assert_eq!(
+            store.gets.load(Ordering::SeqCst),
+            reads,
+            "a throttled client must not reach the store"
+        );
+        keyring.verify(key, &neighbour).await.unwrap();
+
+        clock.advance(TimeDelta::seconds(20));
+        keyring.verify(key, &attacker).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_undefined_default_policy_is_a_configuration_error() {
+        let result = Keyring::builder(KeyFormat::new("a").unwrap(), MemoryStore::new())
+            .default_policy("missing")
+            .build();
+        assert!(matches!(result, Err(KeyringError::Config(_))));
+    }
+}

@@ -7,10 +7,12 @@ use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
 use super::blocking::{run_blocking, spawn_or_run};
+use super::limits::{RateLimitDenial, client_bucket, key_bucket};
 use super::{AuditEvent, FailureReason, Keyring};
 use crate::error::{ParseError, VerifyError};
 use crate::format::{KeyId, ParsedKey};
 use crate::hash::Verdict;
+use crate::ratelimit::{Decision, Policy, RateLimitHeaders, RateLimiter};
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::{Requirement, ScopeSet};
 use crate::store::{Decrement, KeyStore};
@@ -29,6 +31,7 @@ use crate::store::{Decrement, KeyStore};
 pub struct VerifyContext<'r> {
     client_ip: Option<IpAddr>,
     requirement: Option<&'r Requirement>,
+    cost: Option<u32>,
 }
 
 impl<'r> VerifyContext<'r> {
@@ -49,6 +52,13 @@ impl<'r> VerifyContext<'r> {
         self.requirement = Some(requirement);
         self
     }
+
+    /// The request's weight against the key's rate limit (default 1; 0 only reports the
+    /// limit's state without charging it).
+    pub fn cost(mut self, cost: u32) -> Self {
+        self.cost = Some(cost);
+        self
+    }
 }
 
 /// A record that passed the secret check, with its scopes resolved: what the cache holds.
@@ -63,6 +73,7 @@ pub(crate) struct Authenticated {
 pub struct VerifiedKey {
     key: Arc<Authenticated>,
     remaining_uses: Option<u64>,
+    rate_limit: Option<(Arc<Policy>, Decision)>,
 }
 
 impl VerifiedKey {
@@ -90,9 +101,22 @@ impl VerifiedKey {
     pub fn remaining_uses(&self) -> Option<u64> {
         self.remaining_uses
     }
+
+    /// The rate-limit decision, when a policy applied.
+    pub fn rate_limit(&self) -> Option<&Decision> {
+        self.rate_limit.as_ref().map(|(_, d)| d)
+    }
+
+    /// `RateLimit-Policy` and `RateLimit` header values for the response, when a policy
+    /// applied.
+    pub fn rate_limit_headers(&self) -> Option<RateLimitHeaders> {
+        self.rate_limit
+            .as_ref()
+            .map(|(p, d)| RateLimitHeaders::new(p, d))
+    }
 }
 
-impl<S: KeyStore> Keyring<S> {
+impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// Verifies a presented key in the documented order (see the [module docs](super)).
     ///
     /// Never grants access on a store or hash failure.
@@ -108,6 +132,7 @@ impl<S: KeyStore> Keyring<S> {
         let parsed = match self.inner.format.parse(presented) {
             Ok(parsed) => parsed,
             Err(ParseError::PrefixMismatch) => {
+                self.throttle_charge(ctx).await;
                 return Err(self.refuse(
                     None,
                     FailureReason::UnknownPrefix,
@@ -117,6 +142,7 @@ impl<S: KeyStore> Keyring<S> {
                 ));
             }
             Err(e) => {
+                self.throttle_charge(ctx).await;
                 return Err(self.refuse(
                     None,
                     FailureReason::Malformed,
@@ -127,7 +153,16 @@ impl<S: KeyStore> Keyring<S> {
             }
         };
 
-        let key = self.authenticate(presented, &parsed, ctx, now).await?;
+        self.throttle_check(ctx, now).await?;
+        let key = match self.authenticate(presented, &parsed, ctx, now).await {
+            Ok(key) => key,
+            Err(e) => {
+                if matches!(e, VerifyError::Invalid) {
+                    self.throttle_charge(ctx).await;
+                }
+                return Err(e);
+            }
+        };
         let record = &key.record;
         let fail = |reason, err| Err(self.refuse(Some(&record.id), reason, ctx, now, err));
 
@@ -162,6 +197,41 @@ impl<S: KeyStore> Keyring<S> {
             }
         }
 
+        let policy = match &record.rate_limit_policy {
+            Some(name) => match self.inner.policies.get(name) {
+                Some(policy) => Some(policy.clone()),
+                None => {
+                    tracing::error!(key_id = %record.id, policy = %name, "key names an undefined rate-limit policy");
+                    return fail(FailureReason::Unavailable, VerifyError::UnknownPolicy);
+                }
+            },
+            None => self.inner.default_policy.clone(),
+        };
+        let cost = ctx.cost.unwrap_or(1);
+        let rate_limit = match policy {
+            None => None,
+            Some(policy) => match self
+                .inner
+                .limiter
+                .check(&key_bucket(record.id.as_str()), &policy, cost)
+                .await
+            {
+                Ok(decision) if decision.allowed => Some((policy, decision)),
+                Ok(decision) => {
+                    return fail(
+                        FailureReason::RateLimited,
+                        VerifyError::RateLimited(RateLimitDenial::new(policy, decision)),
+                    );
+                }
+                Err(e) => {
+                    return fail(
+                        FailureReason::Unavailable,
+                        VerifyError::RateLimiterUnavailable(e),
+                    );
+                }
+            },
+        };
+
         let mut remaining_uses = None;
         if record.remaining_uses.is_some() {
             match self.inner.store.decrement_remaining(&record.id, 1).await {
@@ -181,6 +251,7 @@ impl<S: KeyStore> Keyring<S> {
         Ok(VerifiedKey {
             key: key.clone(),
             remaining_uses,
+            rate_limit,
         })
     }
 
@@ -264,6 +335,53 @@ impl<S: KeyStore> Keyring<S> {
             cache.insert(digest, key.clone(), now);
         }
         Ok(key)
+    }
+
+    /// Refuses a client whose failed-attempt budget is spent (a peek: charges nothing).
+    async fn throttle_check(
+        &self,
+        ctx: &VerifyContext<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), VerifyError> {
+        let (Some(policy), Some(ip)) = (&self.inner.failed_attempts, ctx.client_ip) else {
+            return Ok(());
+        };
+        match self
+            .inner
+            .limiter
+            .check(&client_bucket(ip), policy, 0)
+            .await
+        {
+            Ok(decision) if decision.allowed => Ok(()),
+            Ok(decision) => Err(self.refuse(
+                None,
+                FailureReason::Throttled,
+                ctx,
+                now,
+                VerifyError::Throttled(RateLimitDenial::new(policy.clone(), decision)),
+            )),
+            Err(e) => Err(self.refuse(
+                None,
+                FailureReason::Unavailable,
+                ctx,
+                now,
+                VerifyError::RateLimiterUnavailable(e),
+            )),
+        }
+    }
+
+    /// Charges one failed attempt to the client's address.
+    async fn throttle_charge(&self, ctx: &VerifyContext<'_>) {
+        if let (Some(policy), Some(ip)) = (&self.inner.failed_attempts, ctx.client_ip) {
+            if let Err(e) = self
+                .inner
+                .limiter
+                .check(&client_bucket(ip), policy, 1)
+                .await
+            {
+                tracing::warn!(error = %e, "failed-attempt throttle could not be charged");
+            }
+        }
     }
 
     fn refuse(
