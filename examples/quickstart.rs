@@ -2,16 +2,29 @@
 //!
 //! Run with `cargo run --example quickstart`. Nothing else needs to be installed.
 
+use std::num::NonZeroU32;
+
 use chrono::TimeDelta;
-use keymint::{IssueRequest, KeyFormat, Keyring, ManualClock, MemoryStore, VerifyContext};
+use keymint::ratelimit::{MemoryLimiter, Policy, Quota};
+use keymint::{
+    IssueRequest, KeyFormat, Keyring, ManualClock, MemoryStore, Requirement, VerifyContext,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A manual clock lets the example jump forward in time; production uses the default
     // system clock.
     let clock = ManualClock::default();
+    // Every key gets 3 requests per minute unless it names another policy.
+    let three_per_minute = Policy::single(
+        "default",
+        Quota::per_minute(NonZeroU32::new(3).expect("3 is not zero")),
+    )?;
     let keyring = Keyring::builder(KeyFormat::new("sk_live")?, MemoryStore::new())
         .clock(clock.clone())
+        .rate_limiter(MemoryLimiter::with_clock(clock.clone()))
+        .policy(three_per_minute)
+        .default_policy("default")
         .build()?;
     let ctx = VerifyContext::new();
 
@@ -41,6 +54,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     typo.replace_range(30..31, if &typo[30..31] == "x" { "y" } else { "x" });
     let err = keyring.verify(&typo, &ctx).await.expect_err("refused");
     println!("verify   typo   -> {err} (HTTP {})", err.status_code());
+
+    // Scopes: the CI key may deploy, not read billing.
+    let deploy: Requirement = "deploys:write".parse()?;
+    let billing: Requirement = "billing:read or admin:*".parse()?;
+    keyring
+        .verify(
+            ci.key.expose_secret(),
+            &VerifyContext::new().require(&deploy),
+        )
+        .await?;
+    println!("verify   ci     -> ok for `{deploy}`");
+    let err = keyring
+        .verify(
+            ci.key.expose_secret(),
+            &VerifyContext::new().require(&billing),
+        )
+        .await
+        .expect_err("refused");
+    println!("verify   ci     -> {err} (HTTP {})", err.status_code());
+
+    // Rate limit: the CI key has used 2 of its 3 requests this minute (the refused one
+    // above was charged nothing).
+    let third = keyring.verify(ci.key.expose_secret(), &ctx).await?;
+    if let Some(headers) = third.rate_limit_headers() {
+        println!("verify   ci     -> ok, RateLimit: {}", headers.ratelimit);
+    }
+    let err = keyring
+        .verify(ci.key.expose_secret(), &ctx)
+        .await
+        .expect_err("refused");
+    let retry = err
+        .rate_limit_headers()
+        .and_then(|h| h.retry_after)
+        .unwrap_or_default();
+    println!(
+        "verify   ci     -> {err} (HTTP {}, Retry-After: {retry})",
+        err.status_code()
+    );
 
     // Two hours later the trial key has expired.
     clock.advance(TimeDelta::hours(2));

@@ -167,7 +167,7 @@ pub enum VerifyError {
     #[error("client address not allowed for this api key")]
     ClientNotAllowed,
     /// The key does not hold the scopes the request requires.
-    #[error("insufficient scope: {0}")]
+    #[error("{0}")]
     InsufficientScope(crate::scope::MissingScopes),
     /// The key's rate limit refused the request; nothing was charged.
     #[error("rate limited: {0}")]
