@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
 use super::blocking::{run_blocking, spawn_or_run};
-use super::limits::{RateLimitDenial, client_bucket, key_bucket};
+use super::limits::{RateLimitDenial, client_bucket};
 use super::{AuditEvent, FailureReason, Keyring};
 use crate::error::{ParseError, VerifyError};
 use crate::format::{KeyId, ParsedKey};
@@ -213,7 +213,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             Some(policy) => match self
                 .inner
                 .limiter
-                .check(&key_bucket(record.id.as_str()), &policy, cost)
+                .check(record.id.as_str(), &policy, cost)
                 .await
             {
                 Ok(decision) if decision.allowed => Some((policy, decision)),
@@ -392,11 +392,19 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         now: DateTime<Utc>,
         error: VerifyError,
     ) -> VerifyError {
-        tracing::info!(
-            key_id = id.map(KeyId::as_str),
-            reason = error.code(),
-            "api key refused"
-        );
+        // Garbage is logged at debug so that a flood of it cannot flood the logs.
+        if matches!(
+            reason,
+            FailureReason::Malformed | FailureReason::UnknownPrefix
+        ) {
+            tracing::debug!(reason = error.code(), "api key refused");
+        } else {
+            tracing::info!(
+                key_id = id.map(KeyId::as_str),
+                reason = error.code(),
+                "api key refused"
+            );
+        }
         self.audit(|| AuditEvent::VerificationFailed {
             id: id.cloned(),
             reason,
