@@ -17,7 +17,8 @@ use thiserror::Error;
 /// let office: Cidr = "203.0.113.0/24".parse()?;
 /// assert!(office.contains("203.0.113.9".parse()?));
 /// assert!(!office.contains("203.0.114.1".parse()?));
-/// assert!(!office.contains("::ffff:203.0.113.9".parse()?)); // families never mix
+/// assert!(office.contains("::ffff:203.0.113.9".parse()?)); // IPv4-mapped IPv6
+/// assert!(!office.contains("2001:db8::1".parse()?));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,8 +65,11 @@ impl Cidr {
         Ok(cidr)
     }
 
-    /// Whether `addr` is in this network. IPv4 and IPv6 never match each other.
+    /// Whether `addr` is in this network. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`,
+    /// as dual-stack listeners report IPv4 clients) counts as its IPv4 address; otherwise
+    /// IPv4 and IPv6 never match each other.
     pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
         if self.network.is_ipv4() != addr.is_ipv4() {
             return false;
         }
@@ -175,6 +179,15 @@ mod tests {
         assert!(net.contains(ip("2001:db8:ffff::1")));
         assert!(!net.contains(ip("2001:db9::1")));
         assert!(!net.contains(ip("10.0.0.1")));
+        let v4: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(
+            v4.contains(ip("::ffff:10.1.2.3")),
+            "IPv4-mapped addresses are IPv4"
+        );
+        assert!(
+            !v4.contains(ip("::a01:203")),
+            "IPv4-compatible addresses are not"
+        );
         let all: Cidr = "::/0".parse().unwrap();
         assert!(all.contains(ip("::1")));
     }

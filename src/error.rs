@@ -184,9 +184,17 @@ pub enum VerifyError {
     /// policy): access is denied.
     #[error("rate limiter unavailable")]
     RateLimiterUnavailable(#[source] crate::ratelimit::RateLimitError),
+    /// The request's cost is above what the key's policy can ever admit: a bug in the
+    /// caller or the policy, not a client error.
+    #[error("request cost cannot be admitted by the rate-limit policy")]
+    InvalidCost(#[source] crate::ratelimit::RateLimitError),
     /// The key has no uses left.
     #[error("api key usage exhausted")]
     UsageExhausted,
+    /// Too many verifications are waiting for a hashing slot: refused at once rather than
+    /// queued without bound (see `KeyringBuilder::hash_concurrency`).
+    #[error("too many verifications in progress")]
+    Overloaded,
     /// The store could not answer: access is denied (fail closed).
     #[error("key store unavailable")]
     StoreUnavailable(#[source] StoreError),
@@ -210,8 +218,8 @@ impl VerifyError {
             | Self::NotYetValid => 401,
             Self::ClientNotAllowed | Self::InsufficientScope(_) => 403,
             Self::RateLimited(_) | Self::Throttled(_) | Self::UsageExhausted => 429,
-            Self::StoreUnavailable(_) | Self::RateLimiterUnavailable(_) => 503,
-            Self::Internal(_) | Self::UnknownPolicy => 500,
+            Self::StoreUnavailable(_) | Self::RateLimiterUnavailable(_) | Self::Overloaded => 503,
+            Self::Internal(_) | Self::UnknownPolicy | Self::InvalidCost(_) => 500,
         }
     }
 
@@ -239,8 +247,10 @@ impl VerifyError {
             Self::RateLimited(_) => "rate_limited",
             Self::Throttled(_) => "throttled",
             Self::UnknownPolicy => "unknown_policy",
+            Self::InvalidCost(_) => "invalid_cost",
             Self::RateLimiterUnavailable(_) => "rate_limiter_unavailable",
             Self::UsageExhausted => "usage_exhausted",
+            Self::Overloaded => "overloaded",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::Internal(_) => "internal",
         }

@@ -156,7 +156,7 @@ impl Verdict {
 pub struct HashPolicy {
     current: Arc<dyn SecretHasher>,
     accepted: Vec<Arc<dyn SecretHasher>>,
-    dummy: Arc<OnceLock<Option<PhcHash>>>,
+    dummy: Arc<OnceLock<PhcHash>>,
 }
 
 impl Default for HashPolicy {
@@ -218,13 +218,30 @@ impl HashPolicy {
         }
     }
 
-    /// Does the work of one verification against a throwaway hash, so that a lookup that
-    /// found no record takes about as long as a wrong secret. The result is discarded.
+    /// Computes the throwaway hash that [`verify_dummy`](Self::verify_dummy) checks
+    /// against, if not done yet. The keyring calls it when it is built.
+    ///
+    /// # Errors
+    /// As [`SecretHasher::hash`].
+    pub fn prepare_dummy(&self) -> Result<(), HashError> {
+        if self.dummy.get().is_none() {
+            let dummy = self.current.hash(b"keymint dummy secret")?;
+            let _ = self.dummy.set(dummy);
+        }
+        Ok(())
+    }
+
+    /// Does the work of one verification against a throwaway hash of the current hasher,
+    /// so that a lookup that found no record takes about as long as a wrong secret. The
+    /// result is discarded. (While a store still holds hashes of an older algorithm, a
+    /// wrong secret for those records costs what that algorithm costs.)
     pub fn verify_dummy(&self, secret: &[u8]) {
-        let dummy = self
-            .dummy
-            .get_or_init(|| self.current.hash(b"keymint dummy secret").ok());
-        if let Some(dummy) = dummy {
+        if self.prepare_dummy().is_err() {
+            // Without a dummy, hash instead: about the same work.
+            let _ = self.current.hash(secret);
+            return;
+        }
+        if let Some(dummy) = self.dummy.get() {
             let _ = self.verify(secret, dummy.as_str());
         }
     }

@@ -32,7 +32,9 @@ pub struct Revocation {
 }
 
 /// A key as the store holds it: its public id, the PHC hash of its secret, and its
-/// attributes. It never contains the secret, so it may be logged and serialised freely.
+/// attributes. It never contains the secret, and its `Debug` hides the hash's salt and
+/// output; its serde form does include the full hash (stores need it), so keep that form
+/// inside your storage and show people [`KeyRecord::hint`] and the attributes instead.
 ///
 /// Stores may persist it as one JSON document (serde) or map its fields to columns;
 /// [`version`](Self::version) drives optimistic concurrency (see

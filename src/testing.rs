@@ -316,6 +316,10 @@ async fn last_used_moves_forward<S: KeyStore>(store: &S) {
         Some(t1),
         "last-used must keep the latest time"
     );
+    assert!(
+        stored.version >= 1,
+        "a last-used write must bump the version"
+    );
 }
 
 async fn list_by_owner_pages<S: KeyStore>(store: &S) {
@@ -358,7 +362,11 @@ async fn list_by_owner_pages<S: KeyStore>(store: &S) {
 
 async fn list_expiring_window<S: KeyStore>(store: &S) {
     let owner = unique_owner("exp");
-    let far = base_time() + TimeDelta::days(3650);
+    // A window of its own per run, so a persistent store's earlier runs stay out of it.
+    let mut nonce = [0u8; 4];
+    let _ = getrandom::fill(&mut nonce);
+    let offset = i64::from(u32::from_le_bytes(nonce) % 50_000_000);
+    let far = base_time() + TimeDelta::days(3650) + TimeDelta::minutes(offset);
     let mut inside = Vec::new();
     for (i, offset) in [0i64, 1, 2, 3].into_iter().enumerate() {
         let mut record = sample_record(&owner);

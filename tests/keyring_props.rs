@@ -156,8 +156,8 @@ fn run(
                 Op::Rotate(k, grace) => {
                     let Some(m) = keys.get_mut(k) else { continue };
                     let result = keyring.rotate(&m.id, Some(TimeDelta::seconds(grace))).await;
-                    if m.status == Status::Revoked || m.rotated {
-                        prop_assert!(result.is_err());
+                    if m.status != Status::Active || m.rotated {
+                        prop_assert!(result.is_err(), "only active, unrotated keys rotate");
                         continue;
                     }
                     let issued = result.expect("rotate");
@@ -172,8 +172,16 @@ fn run(
                         rotated: false,
                         ever_revoked: false,
                     };
-                    prop_assert_eq!(successor.uses, m.uses);
+                    prop_assert_eq!(
+                        successor.uses,
+                        m.uses,
+                        "the successor takes over the uses left"
+                    );
                     m.expires_at = Some(m.expires_at.map_or(cutoff, |at| at.min(cutoff)));
+                    // ...and the old key keeps none, so a rotation never doubles them.
+                    if m.uses.is_some() {
+                        m.uses = Some(0);
+                    }
                     keys.push(successor);
                 }
                 Op::Advance(secs) => clock.advance(TimeDelta::seconds(secs)),

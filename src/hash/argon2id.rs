@@ -41,12 +41,12 @@ impl Argon2idHasher {
     pub const DEFAULT_T_COST: u32 = 2;
     /// Default parallelism (OWASP).
     pub const DEFAULT_P_COST: u32 = 1;
-    /// Largest memory cost computed on verify: 1 GiB.
-    pub const MAX_M_COST: u32 = 1 << 20;
+    /// Largest memory cost computed on verify: 256 MiB (13 times the default).
+    pub const MAX_M_COST: u32 = 1 << 18;
     /// Largest number of passes computed on verify.
-    pub const MAX_T_COST: u32 = 64;
+    pub const MAX_T_COST: u32 = 16;
     /// Largest parallelism computed on verify.
-    pub const MAX_P_COST: u32 = 16;
+    pub const MAX_P_COST: u32 = 8;
     const SALT_LEN: usize = 16;
     const OUTPUT_LEN: usize = 32;
 
@@ -185,14 +185,14 @@ impl Argon2idBuilder {
             p_cost,
         } = self.inner;
         if !(1..=Argon2idHasher::MAX_P_COST).contains(&p_cost) {
-            return Err(HashError::InvalidConfig("argon2 p_cost must be 1..=16"));
+            return Err(HashError::InvalidConfig("argon2 p_cost must be 1..=8"));
         }
         if !(1..=Argon2idHasher::MAX_T_COST).contains(&t_cost) {
-            return Err(HashError::InvalidConfig("argon2 t_cost must be 1..=64"));
+            return Err(HashError::InvalidConfig("argon2 t_cost must be 1..=16"));
         }
         if m_cost < 8 * p_cost || m_cost > Argon2idHasher::MAX_M_COST {
             return Err(HashError::InvalidConfig(
-                "argon2 m_cost must be 8*p..=1048576 KiB",
+                "argon2 m_cost must be 8*p..=262144 KiB",
             ));
         }
         Ok(self.inner)

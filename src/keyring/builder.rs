@@ -24,7 +24,7 @@ pub struct KeyringBuilder<S, L = MemoryLimiter> {
     limiter: L,
     policies: HashMap<String, Arc<Policy>>,
     default_policy: Option<String>,
-    failed_attempts: Option<Arc<Policy>>,
+    failed_attempts: Option<Policy>,
     hashes: HashPolicy,
     clock: Arc<dyn Clock>,
     cache: Option<(TimeDelta, usize)>,
@@ -33,6 +33,7 @@ pub struct KeyringBuilder<S, L = MemoryLimiter> {
     audit: Option<Arc<dyn AuditSink>>,
     invalidation: Option<Arc<dyn CacheInvalidation>>,
     roles: Roles,
+    hash_concurrency: Option<(usize, usize)>,
 }
 
 /// Default verified-key cache lifetime.
@@ -64,6 +65,7 @@ impl<S: KeyStore> KeyringBuilder<S> {
             audit: None,
             invalidation: None,
             roles: Roles::new(),
+            hash_concurrency: None,
         }
     }
 }
@@ -94,7 +96,7 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
         self
     }
 
-    /// How long a rotated key keeps working (>= 0; 0 stops it at once).
+    /// How long a rotated key keeps working (0 stops it at once; at most 366 days).
     pub fn rotation_grace(mut self, grace: TimeDelta) -> Self {
         self.rotation_grace = grace;
         self
@@ -143,7 +145,18 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
             audit: self.audit,
             invalidation: self.invalidation,
             roles: self.roles,
+            hash_concurrency: self.hash_concurrency,
         }
+    }
+
+    /// At most `concurrency` secret hashes run at once, and at most `max_waiting`
+    /// verifications wait for one; more are refused with
+    /// [`VerifyError::Overloaded`](crate::VerifyError::Overloaded) (503). Default: one per
+    /// CPU, and 64 waiting per slot. This bounds the memory and threads that forged keys
+    /// (which pass the public checksum) can make Argon2 use.
+    pub fn hash_concurrency(mut self, concurrency: usize, max_waiting: usize) -> Self {
+        self.hash_concurrency = Some((concurrency, max_waiting));
+        self
     }
 
     /// Defines a rate-limit policy that keys may name
@@ -161,12 +174,15 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
         self
     }
 
-    /// Throttles failed verifications per client address: a client over `policy` is
-    /// refused ([`VerifyError::Throttled`](crate::VerifyError::Throttled)) before any
-    /// store or hash work. Needs the client address in the
-    /// [`VerifyContext`](super::VerifyContext).
+    /// Throttles failed verifications per client (IPv4 address or IPv6 /64): a client over
+    /// `policy` is refused ([`VerifyError::Throttled`](crate::VerifyError::Throttled))
+    /// before any store or hash work. Needs the client address in the
+    /// [`VerifyContext`](super::VerifyContext) (a warning is logged once if it is
+    /// missing). The count lives in this process, in a table of its own (at most 2^20
+    /// clients); in a fleet each process counts separately. Concurrent attempts that pass
+    /// the check together are all counted afterwards.
     pub fn failed_attempt_throttle(mut self, policy: Policy) -> Self {
-        self.failed_attempts = Some(Arc::new(policy));
+        self.failed_attempts = Some(policy);
         self
     }
 
@@ -189,8 +205,27 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
                 Some(VerifiedCache::new(ttl, capacity)?)
             }
         };
-        if self.rotation_grace < TimeDelta::zero() {
-            return Err(KeyringError::Config("rotation grace must not be negative"));
+        if self.rotation_grace < TimeDelta::zero()
+            || self.rotation_grace > super::manage::MAX_ROTATION_GRACE
+        {
+            return Err(KeyringError::Config(
+                "rotation grace must be between 0 and 366 days",
+            ));
+        }
+        if self.last_used_debounce > TimeDelta::days(1) {
+            return Err(KeyringError::Config(
+                "last-used debounce must be at most a day",
+            ));
+        }
+        // Built now, not on the first unknown id: that request would otherwise take twice
+        // as long as a wrong secret, and a failure here would silently drop the padding.
+        self.hashes.prepare_dummy()?;
+        let (concurrency, max_waiting) = self.hash_concurrency.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+            (cpus, cpus * 64)
+        });
+        if concurrency == 0 {
+            return Err(KeyringError::Config("hash concurrency must be at least 1"));
         }
         if self.last_used_debounce < TimeDelta::zero() {
             return Err(KeyringError::Config(
@@ -213,7 +248,9 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
                 limiter: self.limiter,
                 policies: self.policies,
                 default_policy,
-                failed_attempts: self.failed_attempts,
+                throttle: self
+                    .failed_attempts
+                    .map(|p| super::limits::Throttle::new(p, self.clock.clone())),
                 hashes: self.hashes,
                 clock: self.clock,
                 cache,
@@ -222,6 +259,7 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
                 audit: self.audit,
                 invalidation: self.invalidation,
                 roles: self.roles,
+                gate: super::blocking::HashGate::new(concurrency, max_waiting),
             }),
         })
     }

@@ -6,7 +6,7 @@
 //! with another secret misses and takes the full path.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use dashmap::DashMap;
@@ -26,6 +26,9 @@ pub(crate) struct VerifiedCache {
     capacity: usize,
     entries: DashMap<KeyId, Entry>,
     last_sweep_secs: AtomicI64,
+    /// Bumped by every invalidation. A verification that read the store before an
+    /// invalidation must not cache what it read: that would resurrect a revoked key.
+    generation: AtomicU64,
 }
 
 struct Entry {
@@ -46,6 +49,7 @@ impl VerifiedCache {
             capacity,
             entries: DashMap::new(),
             last_sweep_secs: AtomicI64::new(i64::MIN),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -75,7 +79,29 @@ impl VerifiedCache {
         None
     }
 
-    pub(crate) fn insert(&self, digest: Digest, key: Arc<Authenticated>, now: DateTime<Utc>) {
+    /// The invalidation generation; take it before reading the store.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Caches `key`, read from the store when the generation was `read_at`. If any
+    /// invalidation happened since, the entry is dropped again: either the invalidation's
+    /// bump is seen here, or its removal comes after this insert.
+    pub(crate) fn insert(
+        &self,
+        read_at: u64,
+        digest: Digest,
+        key: Arc<Authenticated>,
+        now: DateTime<Utc>,
+    ) {
+        let id = key.record.id.clone();
+        self.insert_unchecked(digest, key, now);
+        if self.generation() != read_at {
+            self.entries.remove(&id);
+        }
+    }
+
+    fn insert_unchecked(&self, digest: Digest, key: Arc<Authenticated>, now: DateTime<Utc>) {
         let id = key.record.id.clone();
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&id) {
             self.sweep(now);
@@ -94,6 +120,7 @@ impl VerifiedCache {
     }
 
     pub(crate) fn invalidate(&self, id: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.remove(id);
     }
 

@@ -356,6 +356,42 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     }
 }
 
+impl RecordTemplate {
+    /// What a rotation successor inherits from `old`: everything but identity, status,
+    /// history and the rotation link.
+    pub(super) fn successor_of(old: &KeyRecord) -> Self {
+        Self {
+            owner: old.owner.clone(),
+            name: old.name.clone(),
+            description: old.description.clone(),
+            environment: old.environment.clone(),
+            scopes: old.scopes.clone(),
+            roles: old.roles.clone(),
+            not_before: old.not_before,
+            expires_at: old.expires_at,
+            remaining_uses: old.remaining_uses,
+            rate_limit_policy: old.rate_limit_policy.clone(),
+            allowed_networks: old.allowed_networks.clone(),
+            metadata: old.metadata.clone(),
+        }
+    }
+
+    /// Overwrites `r`'s inheritable attributes (its owner never changes).
+    pub(super) fn apply_to(&self, r: &mut KeyRecord) {
+        r.name.clone_from(&self.name);
+        r.description.clone_from(&self.description);
+        r.environment.clone_from(&self.environment);
+        r.scopes.clone_from(&self.scopes);
+        r.roles.clone_from(&self.roles);
+        r.not_before = self.not_before;
+        r.expires_at = self.expires_at;
+        r.remaining_uses = self.remaining_uses;
+        r.rate_limit_policy.clone_from(&self.rate_limit_policy);
+        r.allowed_networks.clone_from(&self.allowed_networks);
+        r.metadata.clone_from(&self.metadata);
+    }
+}
+
 /// The attributes of a record to mint (shared by issue and rotate).
 #[derive(Clone, Debug)]
 pub(super) struct RecordTemplate {

@@ -64,7 +64,20 @@ impl LastUsed {
         !self.flushing.swap(true, Ordering::AcqRel)
     }
 
-    pub(crate) fn end_flush(&self) {
-        self.flushing.store(false, Ordering::Release);
+    pub(crate) fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+}
+
+/// Ends a flush when dropped, including by a panic in the store.
+pub(crate) struct FlushGuard<'a>(pub(crate) &'a LastUsed);
+
+impl Drop for FlushGuard<'_> {
+    fn drop(&mut self) {
+        self.0.flushing.store(false, Ordering::Release);
     }
 }

@@ -10,10 +10,37 @@ use crate::format::KeyId;
 use crate::ratelimit::RateLimiter;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
 use crate::scope::{Roles, Scope};
-use crate::store::{KeyStore, Page, PageRequest};
+use crate::store::{KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
 
 /// Attempts of a read-modify-write before reporting [`KeyringError::Contention`].
 const UPDATE_ATTEMPTS: usize = 8;
+
+/// The request with its size clamped to `1..=MAX_PAGE_SIZE`, whatever the caller set:
+/// host stores then never see an unbounded page.
+fn clamped(page: &PageRequest) -> PageRequest {
+    PageRequest {
+        limit: page.limit.clamp(1, MAX_PAGE_SIZE),
+        after: page.after.clone(),
+    }
+}
+
+/// Longest rotation grace period accepted.
+pub(super) const MAX_ROTATION_GRACE: TimeDelta = TimeDelta::days(366);
+
+/// Only an active, not yet rotated key may be rotated: rotating a disabled key would
+/// hand out an active one behind the back of whoever disabled it.
+fn check_rotatable(r: &KeyRecord) -> Result<(), KeyringError> {
+    match r.status {
+        KeyStatus::Active if r.successor.is_none() => Ok(()),
+        KeyStatus::Active => Err(KeyringError::InvalidState("the key was already rotated")),
+        KeyStatus::Disabled => Err(KeyringError::InvalidState(
+            "a disabled key cannot be rotated",
+        )),
+        KeyStatus::Revoked => Err(KeyringError::InvalidState(
+            "a revoked key cannot be rotated",
+        )),
+    }
+}
 
 /// Changes to a key's attributes; fields left unset are kept.
 ///
@@ -278,7 +305,22 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
         let record = self
             .modify(id, |r| {
+                let cutoff = r.successor.as_ref().and(r.expires_at);
                 change.apply(scopes.as_ref(), r);
+                if let Some(cutoff) = cutoff {
+                    if r.expires_at.is_none_or(|at| at > cutoff) {
+                        return Err(KeyringError::InvalidState(
+                            "a rotated key's grace period cannot be extended",
+                        ));
+                    }
+                }
+                if let (Some(nb), Some(exp)) = (r.not_before, r.expires_at) {
+                    if nb >= exp {
+                        return Err(KeyringError::InvalidRequest(
+                            "not_before must precede expiry".into(),
+                        ));
+                    }
+                }
                 Ok(())
             })
             .await?;
@@ -304,58 +346,29 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         grace: Option<TimeDelta>,
     ) -> Result<IssuedKey, KeyringError> {
         let grace = grace.unwrap_or(self.inner.rotation_grace);
-        if grace < TimeDelta::zero() {
+        if grace < TimeDelta::zero() || grace > MAX_ROTATION_GRACE {
             return Err(KeyringError::InvalidRequest(
-                "grace must not be negative".into(),
+                "grace must be between 0 and 366 days".into(),
             ));
         }
         let old = self.get(id).await?;
-        if old.status == KeyStatus::Revoked {
-            return Err(KeyringError::InvalidState(
-                "a revoked key cannot be rotated",
-            ));
-        }
-        if old.successor.is_some() {
-            return Err(KeyringError::InvalidState("the key was already rotated"));
-        }
-        let issued = self
-            .mint(RecordTemplate {
-                owner: old.owner.clone(),
-                name: old.name.clone(),
-                description: old.description.clone(),
-                environment: old.environment.clone(),
-                scopes: old.scopes.clone(),
-                roles: old.roles.clone(),
-                not_before: None,
-                expires_at: old.expires_at,
-                remaining_uses: old.remaining_uses,
-                rate_limit_policy: old.rate_limit_policy.clone(),
-                allowed_networks: old.allowed_networks.clone(),
-                metadata: old.metadata.clone(),
-            })
-            .await?;
-        let cutoff = self.inner.clock.now() + grace;
+        check_rotatable(&old)?;
+        let issued = self.mint(RecordTemplate::successor_of(&old)).await?;
         let new_id = issued.record.id.clone();
-        let linked = self
-            .modify(id, |r| {
-                if r.successor.is_some() {
-                    return Err(KeyringError::InvalidState("the key was already rotated"));
-                }
-                r.successor = Some(new_id.clone());
-                r.expires_at = Some(r.expires_at.map_or(cutoff, |at| at.min(cutoff)));
-                Ok(())
-            })
-            .await;
-        match linked {
-            Ok(old) => {
-                let old_expires_at = old.expires_at.unwrap_or(cutoff);
+        let result = self.link_successor(id, &new_id, grace).await;
+        match result {
+            Ok((old, record)) => {
+                let old_expires_at = old.expires_at.unwrap_or(old.created_at);
                 tracing::info!(key_id = %id, successor = %new_id, "api key rotated");
                 self.audit(|| AuditEvent::Rotated {
                     old: id.clone(),
                     new: new_id.clone(),
                     old_expires_at,
                 });
-                Ok(issued)
+                Ok(IssuedKey {
+                    key: issued.key,
+                    record,
+                })
             }
             Err(e) => {
                 // Do not leave an unlinked successor usable.
@@ -367,6 +380,49 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
     }
 
+    /// Links `new_id` as the successor of `id` under compare-and-set, re-checking the old
+    /// key's state (a revoke or disable that landed while the successor was minted wins),
+    /// then gives the successor the old key's attributes as they were at that moment. A
+    /// metered key hands its remaining uses over, so rotation never doubles them.
+    async fn link_successor(
+        &self,
+        id: &KeyId,
+        new_id: &KeyId,
+        grace: TimeDelta,
+    ) -> Result<(KeyRecord, KeyRecord), KeyringError> {
+        let cutoff = self
+            .inner
+            .clock
+            .now()
+            .checked_add_signed(grace)
+            .ok_or_else(|| KeyringError::InvalidRequest("grace out of range".into()))?;
+        let at_link = std::sync::Mutex::new(None);
+        let old = self
+            .modify(id, |r| {
+                check_rotatable(r)?;
+                *at_link.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(RecordTemplate::successor_of(r));
+                r.successor = Some(new_id.clone());
+                r.expires_at = Some(r.expires_at.map_or(cutoff, |at| at.min(cutoff)));
+                if r.remaining_uses.is_some() {
+                    r.remaining_uses = Some(0);
+                }
+                Ok(())
+            })
+            .await?;
+        let template = at_link
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .ok_or(KeyringError::Contention)?;
+        let successor = self
+            .modify(new_id, |r| {
+                template.apply_to(r);
+                Ok(())
+            })
+            .await?;
+        Ok((old, successor))
+    }
+
     /// Keys owned by `owner`, a page at a time.
     ///
     /// # Errors
@@ -376,7 +432,11 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         owner: &str,
         page: &PageRequest,
     ) -> Result<Page, KeyringError> {
-        Ok(self.inner.store.list_by_owner(owner, page).await?)
+        Ok(self
+            .inner
+            .store
+            .list_by_owner(owner, &clamped(page))
+            .await?)
     }
 
     /// Keys that expire within `window` from now (for warning their owners).
@@ -394,10 +454,13 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             ));
         }
         let now = self.inner.clock.now();
+        let to = now
+            .checked_add_signed(window)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         Ok(self
             .inner
             .store
-            .list_expiring(now, now + window, page)
+            .list_expiring(now, to, &clamped(page))
             .await?)
     }
 }

@@ -1042,3 +1042,395 @@ mod rate_limits {
         assert!(matches!(result, Err(KeyringError::Config(_))));
     }
 }
+
+mod review_fixes {
+    use std::sync::atomic::AtomicBool;
+
+    use tokio::sync::{Notify, Semaphore};
+
+    use super::*;
+
+    /// A store whose next `get` reads the record, then waits for a go-ahead before
+    /// returning it: a verification that read a record just before it was revoked.
+    #[derive(Clone, Debug)]
+    struct Stale {
+        inner: MemoryStore,
+        pause_next_get: Arc<AtomicBool>,
+        pause_next_insert: Arc<AtomicBool>,
+        entered: Arc<Notify>,
+        release: Arc<Semaphore>,
+    }
+
+    impl Default for Stale {
+        fn default() -> Self {
+            Self {
+                inner: MemoryStore::new(),
+                pause_next_get: Arc::default(),
+                pause_next_insert: Arc::default(),
+                entered: Arc::default(),
+                release: Arc::new(Semaphore::new(0)),
+            }
+        }
+    }
+
+    impl Stale {
+        async fn maybe_pause(&self, flag: &AtomicBool) {
+            if flag.swap(false, Ordering::SeqCst) {
+                self.entered.notify_one();
+                let _permit = self.release.acquire().await.expect("open");
+            }
+        }
+    }
+
+    impl KeyStore for Stale {
+        async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+            let done = self.inner.insert(record).await;
+            self.maybe_pause(&self.pause_next_insert).await;
+            done
+        }
+        async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+            let read = self.inner.get(id).await;
+            self.maybe_pause(&self.pause_next_get).await;
+            read
+        }
+        async fn update(&self, record: &KeyRecord) -> Result<u64, StoreError> {
+            self.inner.update(record).await
+        }
+        async fn decrement_remaining(
+            &self,
+            id: &KeyId,
+            uses: u64,
+        ) -> Result<Decrement, StoreError> {
+            self.inner.decrement_remaining(id, uses).await
+        }
+        async fn record_last_used(
+            &self,
+            batch: &[(KeyId, DateTime<Utc>)],
+        ) -> Result<(), StoreError> {
+            self.inner.record_last_used(batch).await
+        }
+        async fn list_by_owner(&self, owner: &str, page: &PageRequest) -> Result<Page, StoreError> {
+            self.inner.list_by_owner(owner, page).await
+        }
+        async fn list_expiring(
+            &self,
+            from: DateTime<Utc>,
+            to: DateTime<Utc>,
+            page: &PageRequest,
+        ) -> Result<Page, StoreError> {
+            self.inner.list_expiring(from, to, page).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revocation_during_a_verification_is_not_undone_by_the_cache() {
+        let store = Stale::default();
+        let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+            .hashes(fast_hashes())
+            .build()
+            .unwrap();
+        let issued = keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+        let key = issued.key.expose_secret().to_owned();
+
+        store.pause_next_get.store(true, Ordering::SeqCst);
+        let racing = {
+            let keyring = keyring.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                keyring
+                    .verify(&key, &VerifyContext::new())
+                    .await
+                    .map(|_| ())
+            })
+        };
+        store.entered.notified().await; // the verification holds the pre-revocation record
+        keyring.revoke(&issued.record.id, "leaked").await.unwrap();
+        store.release.add_permits(1);
+        // The in-flight verification may succeed (it began before the revocation)...
+        let _ = racing.await.unwrap();
+        // ...but nothing it cached may outlive the revocation.
+        assert!(matches!(
+            keyring.verify(&key, &ctx()).await,
+            Err(VerifyError::Revoked)
+        ));
+    }
+
+    #[tokio::test]
+    async fn disabled_keys_cannot_be_rotated_into_active_ones() {
+        let f = fixture();
+        let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+        f.keyring.disable(&issued.record.id).await.unwrap();
+        let err = f.keyring.rotate(&issued.record.id, None).await.unwrap_err();
+        assert!(matches!(err, KeyringError::InvalidState(_)), "{err:?}");
+        assert_eq!(
+            f.keyring
+                .list_by_owner("a", &PageRequest::new(10))
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revocation_during_rotation_wins() {
+        let store = Stale::default();
+        let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+            .hashes(fast_hashes())
+            .build()
+            .unwrap();
+        let issued = keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+
+        store.pause_next_insert.store(true, Ordering::SeqCst);
+        let rotation = {
+            let keyring = keyring.clone();
+            let id = issued.record.id.clone();
+            tokio::spawn(async move { keyring.rotate(&id, None).await.map(|k| k.record.id) })
+        };
+        store.entered.notified().await; // the successor is stored, not yet linked
+        keyring.revoke(&issued.record.id, "leaked").await.unwrap();
+        store.release.add_permits(1);
+        let err = rotation.await.unwrap().unwrap_err();
+        assert!(matches!(err, KeyringError::InvalidState(_)), "{err:?}");
+        let page = keyring
+            .list_by_owner("a", &PageRequest::new(10))
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 2);
+        for record in page.items {
+            assert_eq!(
+                record.status,
+                KeyStatus::Revoked,
+                "no key may survive: {record:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn rotation_hands_over_remaining_uses_instead_of_doubling_them() {
+        let f = fixture();
+        let issued = f
+            .keyring
+            .issue(IssueRequest::new("a", "n").remaining_uses(2))
+            .await
+            .unwrap();
+        f.keyring
+            .verify(issued.key.expose_secret(), &ctx())
+            .await
+            .unwrap();
+        let successor = f.keyring.rotate(&issued.record.id, None).await.unwrap();
+        assert_eq!(successor.record.remaining_uses, Some(1));
+        assert!(matches!(
+            f.keyring.verify(issued.key.expose_secret(), &ctx()).await,
+            Err(VerifyError::UsageExhausted)
+        ));
+        f.keyring
+            .verify(successor.key.expose_secret(), &ctx())
+            .await
+            .unwrap();
+        assert!(matches!(
+            f.keyring
+                .verify(successor.key.expose_secret(), &ctx())
+                .await,
+            Err(VerifyError::UsageExhausted)
+        ));
+    }
+
+    #[tokio::test]
+    async fn extreme_durations_are_errors_not_panics() {
+        let f = fixture();
+        let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+        assert!(matches!(
+            f.keyring
+                .rotate(&issued.record.id, Some(TimeDelta::MAX))
+                .await,
+            Err(KeyringError::InvalidRequest(_))
+        ));
+        f.keyring
+            .expiring_within(TimeDelta::MAX, &PageRequest::new(10))
+            .await
+            .unwrap();
+        assert!(matches!(
+            f.keyring
+                .issue(IssueRequest::new("a", "n").expires_in(TimeDelta::MAX))
+                .await,
+            Err(KeyringError::InvalidRequest(_))
+        ));
+        let build = Keyring::builder(KeyFormat::new("a").unwrap(), MemoryStore::new())
+            .rotation_grace(TimeDelta::MAX)
+            .build();
+        assert!(matches!(build, Err(KeyringError::Config(_))));
+    }
+
+    #[tokio::test]
+    async fn a_rotated_keys_grace_cannot_be_extended() {
+        let f = fixture();
+        let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+        f.keyring
+            .rotate(&issued.record.id, Some(TimeDelta::hours(1)))
+            .await
+            .unwrap();
+        for change in [
+            KeyUpdate::new().expires_at(None),
+            KeyUpdate::new().expires_at(Some(f.clock.now() + TimeDelta::days(9))),
+        ] {
+            assert!(matches!(
+                f.keyring.update(&issued.record.id, change).await,
+                Err(KeyringError::InvalidState(_))
+            ));
+        }
+        f.keyring
+            .update(
+                &issued.record.id,
+                KeyUpdate::new().expires_at(Some(f.clock.now() + TimeDelta::minutes(5))),
+            )
+            .await
+            .unwrap();
+        let err = f
+            .keyring
+            .update(
+                &issued.record.id,
+                KeyUpdate::new().not_before(Some(f.clock.now() + TimeDelta::hours(2))),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, KeyringError::InvalidRequest(_)));
+    }
+
+    #[tokio::test]
+    async fn a_peek_spends_no_credit_and_an_impossible_cost_is_a_server_error() {
+        use std::num::NonZeroU32;
+
+        use crate::ratelimit::{Policy, Quota};
+        let policy = Policy::single("p", Quota::per_minute(NonZeroU32::new(5).unwrap())).unwrap();
+        let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), MemoryStore::new())
+            .hashes(fast_hashes())
+            .policy(policy)
+            .default_policy("p")
+            .build()
+            .unwrap();
+        let issued = keyring
+            .issue(IssueRequest::new("a", "n").remaining_uses(3))
+            .await
+            .unwrap();
+        let key = issued.key.expose_secret();
+        let peek = keyring
+            .verify(key, &VerifyContext::new().cost(0))
+            .await
+            .unwrap();
+        assert_eq!(peek.remaining_uses(), None);
+        assert_eq!(
+            keyring.get(&issued.record.id).await.unwrap().remaining_uses,
+            Some(3)
+        );
+        let err = keyring
+            .verify(key, &VerifyContext::new().cost(6))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VerifyError::InvalidCost(_)), "{err:?}");
+        assert_eq!(err.status_code(), 500);
+    }
+
+    #[test]
+    fn last_used_flush_flag_is_released_by_a_panicking_flush() {
+        let tracker = super::super::last_used::LastUsed::new(TimeDelta::minutes(1));
+        assert!(tracker.try_start_flush());
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = super::super::last_used::FlushGuard(&tracker);
+            panic!("store exploded");
+        }));
+        assert!(result.is_err());
+        assert!(
+            tracker.try_start_flush(),
+            "a panicking flush must not block later flushes"
+        );
+    }
+}
+
+mod hash_gate {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::hash::{Phc, PhcHash, SecretHasher};
+
+    /// A hasher whose verifications block until the test lets them go.
+    #[derive(Debug)]
+    struct Held {
+        inner: HmacSha256Hasher,
+        entered: Mutex<mpsc::Sender<()>>,
+        release: Mutex<mpsc::Receiver<()>>,
+    }
+
+    impl SecretHasher for Held {
+        fn algorithm(&self) -> &'static str {
+            self.inner.algorithm()
+        }
+        fn hash(&self, secret: &[u8]) -> Result<PhcHash, crate::HashError> {
+            self.inner.hash(secret)
+        }
+        fn verify(&self, secret: &[u8], stored: &Phc<'_>) -> Result<bool, crate::HashError> {
+            let _ = self.entered.lock().unwrap().send(());
+            let _ = self.release.lock().unwrap().recv();
+            self.inner.verify(secret, stored)
+        }
+        fn needs_rehash(&self, stored: &Phc<'_>) -> bool {
+            self.inner.needs_rehash(stored)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_hash_queue_refuses_instead_of_waiting() {
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let hmac = HmacSha256Hasher::new("k1", Pepper::new([5u8; 32]).unwrap()).unwrap();
+        let store = MemoryStore::new();
+        let format = KeyFormat::new("sk_test").unwrap();
+        let issuer = Keyring::builder(format.clone(), store.clone())
+            .hashes(HashPolicy::new(hmac.clone()))
+            .build()
+            .unwrap();
+        let issued = issuer.issue(IssueRequest::new("a", "n")).await.unwrap();
+        let held = Held {
+            inner: hmac,
+            entered: Mutex::new(entered_tx),
+            release: Mutex::new(release_rx),
+        };
+        // prepare_dummy() hashes, which does not block; verifications do.
+        let keyring = Keyring::builder(format, store)
+            .hashes(HashPolicy::new(held))
+            .hash_concurrency(1, 0)
+            .without_cache()
+            .build()
+            .unwrap();
+
+        let first = {
+            let keyring = keyring.clone();
+            let key = issued.key.expose_secret().to_owned();
+            tokio::spawn(async move {
+                keyring
+                    .verify(&key, &VerifyContext::new())
+                    .await
+                    .map(|_| ())
+            })
+        };
+        tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+            .await
+            .unwrap();
+        // The only slot is busy and no one may wait: refused at once, with 503.
+        let err = keyring
+            .verify(issued.key.expose_secret(), &ctx())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VerifyError::Overloaded), "{err:?}");
+        assert_eq!(err.status_code(), 503);
+        release_tx.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        // The slot is free again.
+        release_tx.send(()).unwrap();
+        keyring
+            .verify(issued.key.expose_secret(), &ctx())
+            .await
+            .unwrap();
+    }
+}

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
-use super::blocking::{run_blocking, spawn_or_run};
-use super::limits::{RateLimitDenial, client_bucket};
+use super::blocking::{GateError, spawn_or_run};
+use super::limits::RateLimitDenial;
 use super::{AuditEvent, FailureReason, Keyring};
 use crate::error::{ParseError, VerifyError};
 use crate::format::{KeyId, ParsedKey};
 use crate::hash::Verdict;
-use crate::ratelimit::{Decision, Policy, RateLimitHeaders, RateLimiter};
+use crate::ratelimit::{Decision, Policy, RateLimitError, RateLimitHeaders, RateLimiter};
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::{Requirement, ScopeSet};
 use crate::store::{Decrement, KeyStore};
@@ -132,7 +132,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let parsed = match self.inner.format.parse(presented) {
             Ok(parsed) => parsed,
             Err(ParseError::PrefixMismatch) => {
-                self.throttle_charge(ctx).await;
+                self.throttle_charge(ctx);
                 return Err(self.refuse(
                     None,
                     FailureReason::UnknownPrefix,
@@ -142,7 +142,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 ));
             }
             Err(e) => {
-                self.throttle_charge(ctx).await;
+                self.throttle_charge(ctx);
                 return Err(self.refuse(
                     None,
                     FailureReason::Malformed,
@@ -153,12 +153,12 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             }
         };
 
-        self.throttle_check(ctx, now).await?;
+        self.throttle_check(ctx, now)?;
         let key = match self.authenticate(presented, &parsed, ctx, now).await {
             Ok(key) => key,
             Err(e) => {
                 if matches!(e, VerifyError::Invalid) {
-                    self.throttle_charge(ctx).await;
+                    self.throttle_charge(ctx);
                 }
                 return Err(e);
             }
@@ -223,6 +223,9 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                         VerifyError::RateLimited(RateLimitDenial::new(policy, decision)),
                     );
                 }
+                Err(e @ RateLimitError::CostTooHigh { .. }) => {
+                    return fail(FailureReason::Unavailable, VerifyError::InvalidCost(e));
+                }
                 Err(e) => {
                     return fail(
                         FailureReason::Unavailable,
@@ -233,7 +236,8 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         };
 
         let mut remaining_uses = None;
-        if record.remaining_uses.is_some() {
+        // A peek (cost 0) spends no credit either.
+        if record.remaining_uses.is_some() && cost > 0 {
             match self.inner.store.decrement_remaining(&record.id, 1).await {
                 Ok(Decrement::Taken { remaining }) => remaining_uses = Some(remaining),
                 Ok(Decrement::Unlimited) => {}
@@ -264,6 +268,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         now: DateTime<Utc>,
     ) -> Result<Arc<Authenticated>, VerifyError> {
         let digest = self.inner.cache.as_ref().map(|c| c.digest(presented));
+        let generation = self.inner.cache.as_ref().map_or(0, |c| c.generation());
         if let (Some(cache), Some(digest)) = (&self.inner.cache, &digest) {
             if let Some(key) = cache.get(parsed.id(), digest, now) {
                 return Ok(key);
@@ -287,7 +292,20 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let Some(record) = stored else {
             // Same work as a wrong secret, so timing does not reveal which ids exist.
             let hashes = self.inner.hashes.clone();
-            let _ = run_blocking(move || hashes.verify_dummy(secret.as_bytes())).await;
+            if let Err(GateError::Overloaded) = self
+                .inner
+                .gate
+                .run(move || hashes.verify_dummy(secret.as_bytes()))
+                .await
+            {
+                return Err(self.refuse(
+                    Some(&id),
+                    FailureReason::Unavailable,
+                    ctx,
+                    now,
+                    VerifyError::Overloaded,
+                ));
+            }
             return Err(self.refuse(
                 Some(&id),
                 FailureReason::NotFound,
@@ -300,10 +318,24 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let hashes = self.inner.hashes.clone();
         let stored_hash = record.hash.clone();
         let check_secret = secret.clone();
-        let verdict =
-            run_blocking(move || hashes.verify(check_secret.as_bytes(), stored_hash.as_str()))
-                .await
-                .and_then(|v| v);
+        let verdict = self
+            .inner
+            .gate
+            .run(move || hashes.verify(check_secret.as_bytes(), stored_hash.as_str()))
+            .await;
+        let verdict = match verdict {
+            Ok(verdict) => verdict,
+            Err(GateError::Overloaded) => {
+                return Err(self.refuse(
+                    Some(&id),
+                    FailureReason::Unavailable,
+                    ctx,
+                    now,
+                    VerifyError::Overloaded,
+                ));
+            }
+            Err(GateError::Failed(e)) => Err(e),
+        };
         let needs_rehash = match verdict {
             Ok(Verdict::Match { needs_rehash }) => needs_rehash,
             Ok(Verdict::Mismatch) => {
@@ -332,55 +364,36 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let granted = self.inner.roles.resolve(&record.scopes, &record.roles);
         let key = Arc::new(Authenticated { record, granted });
         if let (Some(cache), Some(digest)) = (&self.inner.cache, digest) {
-            cache.insert(digest, key.clone(), now);
+            cache.insert(generation, digest, key.clone(), now);
         }
         Ok(key)
     }
 
     /// Refuses a client whose failed-attempt budget is spent (a peek: charges nothing).
-    async fn throttle_check(
+    fn throttle_check(
         &self,
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), VerifyError> {
-        let (Some(policy), Some(ip)) = (&self.inner.failed_attempts, ctx.client_ip) else {
+        let Some(throttle) = &self.inner.throttle else {
             return Ok(());
         };
-        match self
-            .inner
-            .limiter
-            .check(&client_bucket(ip), policy, 0)
-            .await
-        {
-            Ok(decision) if decision.allowed => Ok(()),
-            Ok(decision) => Err(self.refuse(
+        match throttle.check(ctx.client_ip) {
+            Ok(()) => Ok(()),
+            Err(denial) => Err(self.refuse(
                 None,
                 FailureReason::Throttled,
                 ctx,
                 now,
-                VerifyError::Throttled(RateLimitDenial::new(policy.clone(), decision)),
-            )),
-            Err(e) => Err(self.refuse(
-                None,
-                FailureReason::Unavailable,
-                ctx,
-                now,
-                VerifyError::RateLimiterUnavailable(e),
+                VerifyError::Throttled(denial),
             )),
         }
     }
 
     /// Charges one failed attempt to the client's address.
-    async fn throttle_charge(&self, ctx: &VerifyContext<'_>) {
-        if let (Some(policy), Some(ip)) = (&self.inner.failed_attempts, ctx.client_ip) {
-            if let Err(e) = self
-                .inner
-                .limiter
-                .check(&client_bucket(ip), policy, 1)
-                .await
-            {
-                tracing::warn!(error = %e, "failed-attempt throttle could not be charged");
-            }
+    fn throttle_charge(&self, ctx: &VerifyContext<'_>) {
+        if let Some(throttle) = &self.inner.throttle {
+            throttle.charge(ctx.client_ip);
         }
     }
 
@@ -420,15 +433,20 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let keyring = self.clone();
         spawn_or_run(async move {
             let hashes = keyring.inner.hashes.clone();
-            let fresh = match run_blocking(move || hashes.hash(secret.as_bytes()))
+            // Through the gate: an upgrade wave must not crowd out verifications; when
+            // it is full the upgrade simply happens on a later verification.
+            let fresh = match keyring
+                .inner
+                .gate
+                .run(move || hashes.hash(secret.as_bytes()))
                 .await
-                .and_then(|h| h)
             {
-                Ok(fresh) => fresh,
-                Err(e) => {
+                Ok(Ok(fresh)) => fresh,
+                Ok(Err(e)) | Err(GateError::Failed(e)) => {
                     tracing::warn!(key_id = %record.id, error = %e, "rehash failed");
                     return;
                 }
+                Err(GateError::Overloaded) => return,
             };
             let old_hash = record.hash.clone();
             let result = keyring
@@ -457,8 +475,14 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
         let keyring = self.clone();
         spawn_or_run(async move {
-            keyring.flush_batch().await;
-            keyring.inner.last_used.end_flush();
+            // Cleared even if the store panics, so later uses still get written.
+            let _flushing = super::last_used::FlushGuard(&keyring.inner.last_used);
+            // Drain what arrives while writing too, rather than leave it for the next use.
+            while keyring.inner.last_used.has_pending() {
+                if !keyring.flush_batch().await {
+                    break;
+                }
+            }
         })
         .await;
     }
@@ -480,9 +504,14 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         result
     }
 
-    async fn flush_batch(&self) {
-        if let Err(e) = self.flush_last_used().await {
-            tracing::warn!(error = %e, "last-used write failed; will retry");
+    /// One batch; whether it was written.
+    async fn flush_batch(&self) -> bool {
+        match self.flush_last_used().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "last-used write failed; will retry");
+                false
+            }
         }
     }
 }

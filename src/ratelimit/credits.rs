@@ -111,7 +111,13 @@ impl Credits {
         let (limit, reset) = match current.refill {
             Some(r) => (
                 r.max.max(current.remaining),
-                to_std(current.last_refill + r.period - now),
+                to_std(
+                    current
+                        .last_refill
+                        .checked_add_signed(r.period)
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+                        - now,
+                ),
             ),
             None => (current.remaining, Duration::MAX),
         };

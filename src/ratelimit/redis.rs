@@ -35,8 +35,9 @@ pub enum FailurePolicy {
     Closed,
 }
 
-/// Configuration for a [`RedisLimiter`].
-#[derive(Clone, Debug)]
+/// Configuration for a [`RedisLimiter`]. `Debug` leaves out the URL, which may carry a
+/// password.
+#[derive(Clone)]
 pub struct RedisLimiterBuilder {
     url: String,
     namespace: String,
@@ -44,6 +45,19 @@ pub struct RedisLimiterBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     retries: usize,
+}
+
+impl std::fmt::Debug for RedisLimiterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLimiterBuilder")
+            .field("url", &"[REDACTED]")
+            .field("namespace", &self.namespace)
+            .field("failure", &self.failure)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
 }
 
 impl RedisLimiterBuilder {
