@@ -1434,3 +1434,34 @@ mod hash_gate {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn weighted_requests_spend_their_weight_in_credits() {
+    let f = fixture();
+    let issued = f
+        .keyring
+        .issue(IssueRequest::new("a", "n").remaining_uses(10))
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    let v = f
+        .keyring
+        .verify(key, &VerifyContext::new().cost(7))
+        .await
+        .unwrap();
+    assert_eq!(v.remaining_uses(), Some(3));
+    let err = f
+        .keyring
+        .verify(key, &VerifyContext::new().cost(4))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::UsageExhausted));
+    assert_eq!(
+        f.keyring
+            .verify(key, &VerifyContext::new().cost(3))
+            .await
+            .unwrap()
+            .remaining_uses(),
+        Some(0)
+    );
+}

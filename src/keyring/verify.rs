@@ -53,8 +53,8 @@ impl<'r> VerifyContext<'r> {
         self
     }
 
-    /// The request's weight against the key's rate limit (default 1; 0 only reports the
-    /// limit's state without charging it).
+    /// The request's weight against the key's rate limit and uses left (default 1; 0 only
+    /// reports the limit's state and spends nothing).
     pub fn cost(mut self, cost: u32) -> Self {
         self.cost = Some(cost);
         self
@@ -236,9 +236,14 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         };
 
         let mut remaining_uses = None;
-        // A peek (cost 0) spends no credit either.
+        // Credits are spent by the same weight as the rate limit; a peek spends none.
         if record.remaining_uses.is_some() && cost > 0 {
-            match self.inner.store.decrement_remaining(&record.id, 1).await {
+            match self
+                .inner
+                .store
+                .decrement_remaining(&record.id, u64::from(cost))
+                .await
+            {
                 Ok(Decrement::Taken { remaining }) => remaining_uses = Some(remaining),
                 Ok(Decrement::Unlimited) => {}
                 Ok(Decrement::Exhausted { .. }) => {
