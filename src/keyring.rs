@@ -23,6 +23,7 @@
 mod blocking;
 mod builder;
 mod cache;
+mod credits;
 mod events;
 mod issue;
 mod last_used;

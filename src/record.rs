@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::cidr::Cidr;
 use crate::format::{KeyId, Prefix};
 use crate::hash::PhcHash;
+use crate::ratelimit::Refill;
 use crate::scope::Scope;
 use crate::secret::KeyHint;
 
@@ -89,6 +90,12 @@ pub struct KeyRecord {
     /// Uses left; `None` for unlimited. Decremented atomically by the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining_uses: Option<u64>,
+    /// Periodic top-up of [`remaining_uses`](Self::remaining_uses), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_refill: Option<Refill>,
+    /// Phase of the refill schedule: when the uses were last topped up (or set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refill_at: Option<DateTime<Utc>>,
     /// Name of the rate-limit policy to apply; `None` for the keyring's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_policy: Option<String>,

@@ -55,6 +55,8 @@ pub fn sample_record(owner: &str) -> KeyRecord {
         successor: None,
         last_used_at: None,
         remaining_uses: None,
+        credit_refill: None,
+        last_refill_at: None,
         rate_limit_policy: None,
         allowed_networks: Vec::new(),
         metadata: serde_json::json!({ "kit": true }),

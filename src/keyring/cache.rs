@@ -119,6 +119,19 @@ impl VerifiedCache {
         );
     }
 
+    /// Replaces the record of a cached entry (keeping its digest and age) after this
+    /// process changed it, for example by refilling its uses. Like [`insert`](Self::insert),
+    /// it undoes itself if an invalidation happened since the record was read.
+    pub(crate) fn refresh(&self, read_at: u64, key: Arc<Authenticated>) {
+        let id = key.record.id.clone();
+        if let Some(mut entry) = self.entries.get_mut(&id) {
+            entry.key = key;
+        }
+        if self.generation() != read_at {
+            self.entries.remove(&id);
+        }
+    }
+
     pub(crate) fn invalidate(&self, id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.remove(id);

@@ -7,6 +7,7 @@ use super::blocking::run_blocking;
 use crate::cidr::Cidr;
 use crate::error::{KeyringError, StoreError};
 use crate::ratelimit::RateLimiter;
+use crate::ratelimit::Refill;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::{Roles, Scope};
 use crate::secret::GeneratedKey;
@@ -50,6 +51,7 @@ pub struct IssueRequest {
     pub(super) not_before: Option<DateTime<Utc>>,
     pub(super) expiry: Option<Expiry>,
     pub(super) remaining_uses: Option<u64>,
+    pub(super) credit_refill: Option<Refill>,
     pub(super) rate_limit_policy: Option<String>,
     pub(super) allowed_networks: Vec<Cidr>,
     pub(super) metadata: serde_json::Value,
@@ -74,6 +76,7 @@ impl IssueRequest {
             not_before: None,
             expiry: None,
             remaining_uses: None,
+            credit_refill: None,
             rate_limit_policy: None,
             allowed_networks: Vec::new(),
             metadata: serde_json::Value::Null,
@@ -125,6 +128,13 @@ impl IssueRequest {
     /// The key may be used this many times.
     pub fn remaining_uses(mut self, uses: u64) -> Self {
         self.remaining_uses = Some(uses);
+        self
+    }
+
+    /// Tops the uses up on a schedule (needs [`remaining_uses`](Self::remaining_uses)):
+    /// for example `Refill::new(1000, TimeDelta::days(30), 1000)` for a monthly allowance.
+    pub fn refill(mut self, refill: Refill) -> Self {
+        self.credit_refill = Some(refill);
         self
     }
 
@@ -256,6 +266,11 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             )));
         }
         check_metadata(&request.metadata)?;
+        if request.credit_refill.is_some() && request.remaining_uses.is_none() {
+            return Err(KeyringError::InvalidRequest(
+                "a refill needs remaining_uses".into(),
+            ));
+        }
         let expires_at = match request.expiry {
             None => None,
             Some(Expiry::At(at)) => Some(at),
@@ -286,6 +301,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             not_before: request.not_before,
             expires_at,
             remaining_uses: request.remaining_uses,
+            credit_refill: request.credit_refill,
             rate_limit_policy: request.rate_limit_policy,
             allowed_networks: request.allowed_networks,
             metadata: request.metadata,
@@ -330,6 +346,8 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 successor: None,
                 last_used_at: None,
                 remaining_uses: t.remaining_uses,
+                credit_refill: t.credit_refill,
+                last_refill_at: t.credit_refill.map(|_| self.inner.clock.now()),
                 rate_limit_policy: t.rate_limit_policy.clone(),
                 allowed_networks: t.allowed_networks.clone(),
                 metadata: t.metadata.clone(),
@@ -370,6 +388,7 @@ impl RecordTemplate {
             not_before: old.not_before,
             expires_at: old.expires_at,
             remaining_uses: old.remaining_uses,
+            credit_refill: old.credit_refill,
             rate_limit_policy: old.rate_limit_policy.clone(),
             allowed_networks: old.allowed_networks.clone(),
             metadata: old.metadata.clone(),
@@ -386,6 +405,7 @@ impl RecordTemplate {
         r.not_before = self.not_before;
         r.expires_at = self.expires_at;
         r.remaining_uses = self.remaining_uses;
+        r.credit_refill = self.credit_refill;
         r.rate_limit_policy.clone_from(&self.rate_limit_policy);
         r.allowed_networks.clone_from(&self.allowed_networks);
         r.metadata.clone_from(&self.metadata);
@@ -404,6 +424,7 @@ pub(super) struct RecordTemplate {
     pub(super) not_before: Option<DateTime<Utc>>,
     pub(super) expires_at: Option<DateTime<Utc>>,
     pub(super) remaining_uses: Option<u64>,
+    pub(super) credit_refill: Option<Refill>,
     pub(super) rate_limit_policy: Option<String>,
     pub(super) allowed_networks: Vec<Cidr>,
     pub(super) metadata: serde_json::Value,

@@ -8,6 +8,7 @@ use crate::cidr::Cidr;
 use crate::error::{KeyringError, StoreError};
 use crate::format::KeyId;
 use crate::ratelimit::RateLimiter;
+use crate::ratelimit::Refill;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
 use crate::scope::{Roles, Scope};
 use crate::store::{KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
@@ -59,6 +60,7 @@ pub struct KeyUpdate {
     expires_at: Option<Option<DateTime<Utc>>>,
     not_before: Option<Option<DateTime<Utc>>>,
     remaining_uses: Option<Option<u64>>,
+    credit_refill: Option<Option<Refill>>,
     rate_limit_policy: Option<Option<String>>,
     allowed_networks: Option<Vec<Cidr>>,
     metadata: Option<serde_json::Value>,
@@ -102,6 +104,11 @@ impl KeyUpdate {
     /// New use limit (`None`: unlimited).
     pub fn remaining_uses(mut self, uses: Option<u64>) -> Self {
         self.remaining_uses = Some(uses);
+        self
+    }
+    /// New refill schedule for the uses (`None`: no refill); its phase restarts now.
+    pub fn refill(mut self, refill: Option<Refill>) -> Self {
+        self.credit_refill = Some(refill);
         self
     }
     /// New rate-limit policy (`None`: the keyring's default).
@@ -170,6 +177,9 @@ impl KeyUpdate {
         }
         if let Some(v) = s.remaining_uses {
             r.remaining_uses = v;
+        }
+        if let Some(v) = s.credit_refill {
+            r.credit_refill = v;
         }
         if let Some(v) = s.rate_limit_policy {
             r.rate_limit_policy = v;
@@ -299,6 +309,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// [`KeyringError::InvalidRequest`] for an invalid field, [`KeyringError::NotFound`],
     /// [`KeyringError::Contention`], or a store failure.
     pub async fn update(&self, id: &KeyId, change: KeyUpdate) -> Result<KeyRecord, KeyringError> {
+        let now = self.inner.clock.now();
         let scopes = change.validate(&self.inner.roles)?;
         if let Some(policy) = &change.rate_limit_policy {
             self.check_policy(policy.as_deref())?;
@@ -307,6 +318,14 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             .modify(id, |r| {
                 let cutoff = r.successor.as_ref().and(r.expires_at);
                 change.apply(scopes.as_ref(), r);
+                if matches!(change.credit_refill, Some(Some(_))) {
+                    r.last_refill_at = Some(now);
+                }
+                if r.credit_refill.is_some() && r.remaining_uses.is_none() {
+                    return Err(KeyringError::InvalidRequest(
+                        "a refill needs remaining_uses".into(),
+                    ));
+                }
                 if let Some(cutoff) = cutoff {
                     if r.expires_at.is_none_or(|at| at > cutoff) {
                         return Err(KeyringError::InvalidState(
@@ -406,6 +425,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 r.expires_at = Some(r.expires_at.map_or(cutoff, |at| at.min(cutoff)));
                 if r.remaining_uses.is_some() {
                     r.remaining_uses = Some(0);
+                    r.credit_refill = None;
                 }
                 Ok(())
             })

@@ -1465,3 +1465,80 @@ async fn weighted_requests_spend_their_weight_in_credits() {
         Some(0)
     );
 }
+
+#[tokio::test]
+async fn uses_are_refilled_on_schedule_once_per_period() {
+    use crate::ratelimit::Refill;
+    let f = fixture();
+    let monthly = Refill::new(3, TimeDelta::days(30), 3).unwrap();
+    assert!(matches!(
+        f.keyring
+            .issue(IssueRequest::new("a", "n").refill(monthly))
+            .await,
+        Err(KeyringError::InvalidRequest(_))
+    ));
+    let issued = f
+        .keyring
+        .issue(
+            IssueRequest::new("a", "n")
+                .remaining_uses(2)
+                .refill(monthly),
+        )
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    for left in [1, 0] {
+        assert_eq!(
+            f.keyring
+                .verify(key, &ctx())
+                .await
+                .unwrap()
+                .remaining_uses(),
+            Some(left)
+        );
+    }
+    assert!(matches!(
+        f.keyring.verify(key, &ctx()).await,
+        Err(VerifyError::UsageExhausted)
+    ));
+
+    f.clock.advance(TimeDelta::days(30));
+    // Topped up to the max (3), not 2 + 3, and only once however many verify.
+    for left in [2, 1, 0] {
+        assert_eq!(
+            f.keyring
+                .verify(key, &ctx())
+                .await
+                .unwrap()
+                .remaining_uses(),
+            Some(left)
+        );
+    }
+    assert!(matches!(
+        f.keyring.verify(key, &ctx()).await,
+        Err(VerifyError::UsageExhausted)
+    ));
+    let stored = f.keyring.get(&issued.record.id).await.unwrap();
+    assert_eq!(
+        stored.last_refill_at,
+        Some(issued.record.created_at + TimeDelta::days(30))
+    );
+
+    // Two processes (keyrings) sharing the store refill a period once between them.
+    let other = Keyring::builder(KeyFormat::new("sk_test").unwrap(), f.store.clone())
+        .hashes(fast_hashes())
+        .clock(f.clock.clone())
+        .build()
+        .unwrap();
+    f.clock.advance(TimeDelta::days(30));
+    other.verify(key, &ctx()).await.unwrap();
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    assert_eq!(
+        f.keyring
+            .get(&issued.record.id)
+            .await
+            .unwrap()
+            .remaining_uses,
+        Some(1)
+    );
+}

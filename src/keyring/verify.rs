@@ -238,6 +238,11 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let mut remaining_uses = None;
         // Credits are spent by the same weight as the rate limit; a peek spends none.
         if record.remaining_uses.is_some() && cost > 0 {
+            if super::credits::refill_due(record, now) {
+                if let Err(e) = self.refill_credits(&key, now).await {
+                    return fail(FailureReason::Unavailable, VerifyError::StoreUnavailable(e));
+                }
+            }
             match self
                 .inner
                 .store

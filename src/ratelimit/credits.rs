@@ -12,8 +12,9 @@ use super::decision::Decision;
 /// A periodic top-up: every `period`, `amount` uses are added, up to `max`.
 ///
 /// With `amount == max` this is "reset to `max` each period" (a monthly allowance); with a
-/// small `amount` it is a slow trickle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// small `amount` it is a slow trickle. Serialised as `{"amount", "period_ms", "max"}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RefillRepr", into = "RefillRepr")]
 pub struct Refill {
     amount: u64,
     period: TimeDelta,
@@ -44,6 +45,33 @@ impl Refill {
     /// The balance a refill never exceeds.
     pub fn max(&self) -> u64 {
         self.max
+    }
+}
+
+/// The stored form of a [`Refill`]; validated on the way in.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct RefillRepr {
+    amount: u64,
+    period_ms: i64,
+    max: u64,
+}
+
+impl From<Refill> for RefillRepr {
+    fn from(r: Refill) -> Self {
+        Self {
+            amount: r.amount,
+            period_ms: r.period.num_milliseconds(),
+            max: r.max,
+        }
+    }
+}
+
+impl TryFrom<RefillRepr> for Refill {
+    type Error = &'static str;
+    fn try_from(r: RefillRepr) -> Result<Self, Self::Error> {
+        let period =
+            TimeDelta::try_milliseconds(r.period_ms).ok_or("refill period out of range")?;
+        Refill::new(r.amount, period, r.max).ok_or("refill needs a positive period, amount and max")
     }
 }
 

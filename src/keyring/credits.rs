@@ -1,0 +1,73 @@
+//! Refilling a key's uses on its schedule, before they are spent.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::Keyring;
+use super::verify::Authenticated;
+use crate::error::StoreError;
+use crate::format::KeyId;
+use crate::ratelimit::{Credits, RateLimiter};
+use crate::record::KeyRecord;
+use crate::store::KeyStore;
+
+/// Attempts at the compare-and-set that stores a refill.
+const REFILL_ATTEMPTS: usize = 8;
+
+/// Whether `record`'s schedule has a refill due at `now` (judged on a possibly cached copy:
+/// a stale one only costs one extra store read).
+pub(super) fn refill_due(record: &KeyRecord, now: DateTime<Utc>) -> bool {
+    record.credit_refill.is_some_and(|refill| {
+        let since = record.last_refill_at.unwrap_or(record.created_at);
+        now - since >= refill.period()
+    })
+}
+
+impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
+    /// Applies the refills due at `now` to the stored record, under compare-and-set so
+    /// that processes racing to refill add each period once. Updates this process's cached
+    /// copy so the next verification does not see the refill as due again.
+    pub(super) async fn refill_credits(
+        &self,
+        key: &Authenticated,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let id: &KeyId = &key.record.id;
+        for _ in 0..REFILL_ATTEMPTS {
+            let generation = self.inner.cache.as_ref().map_or(0, |c| c.generation());
+            let Some(mut fresh) = self.inner.store.get(id).await? else {
+                return Err(StoreError::NotFound);
+            };
+            let (Some(remaining), Some(refill)) = (fresh.remaining_uses, fresh.credit_refill)
+            else {
+                return Ok(());
+            };
+            let last_refill = fresh.last_refill_at.unwrap_or(fresh.created_at);
+            let topped = Credits {
+                remaining,
+                refill: Some(refill),
+                last_refill,
+            }
+            .refilled(now);
+            if topped.last_refill != last_refill {
+                fresh.remaining_uses = Some(topped.remaining);
+                fresh.last_refill_at = Some(topped.last_refill);
+                match self.inner.store.update(&fresh).await {
+                    Ok(version) => fresh.version = version,
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(cache) = &self.inner.cache {
+                let refreshed = Authenticated {
+                    record: fresh,
+                    granted: key.granted.clone(),
+                };
+                cache.refresh(generation, Arc::new(refreshed));
+            }
+            return Ok(());
+        }
+        Err(StoreError::Conflict)
+    }
+}
