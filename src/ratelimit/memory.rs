@@ -1,11 +1,13 @@
 //! The in-memory keyed GCRA limiter.
 
+mod table;
+
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use dashmap::DashMap;
+use table::{Fp, Inserted, Table};
 
 use super::algo::{self, Kind, Step};
 use super::decision::Decision;
@@ -22,7 +24,8 @@ const SWEEP_MIN_INSERTS: usize = 4096;
 const SHARDS: usize = 64;
 
 /// A keyed rate limiter in process memory: one `AtomicU64` per (key, limit), updated with
-/// a lock-free compare-and-swap loop, in a sharded `DashMap`.
+/// a lock-free compare-and-swap loop, in a sharded open-addressing table whose entries keep
+/// the fingerprint and the state in one cache line.
 ///
 /// # Table keys and hash flooding
 ///
@@ -71,7 +74,7 @@ const SHARDS: usize = 64;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct MemoryLimiter<C: Clock = SystemClock> {
-    table: DashMap<Slot, AtomicU64, PassThrough>,
+    table: Table,
     hash_a: foldhash::fast::RandomState,
     hash_b: foldhash::fast::RandomState,
     clock: C,
@@ -98,7 +101,7 @@ impl<C: Clock> MemoryLimiter<C> {
     /// A limiter reading time from `clock` (use [`ManualClock`](crate::ManualClock) in tests).
     pub fn with_clock(clock: C) -> Self {
         Self {
-            table: DashMap::with_hasher_and_shard_amount(PassThrough, SHARDS),
+            table: Table::new(SHARDS),
             hash_a: foldhash::fast::RandomState::default(),
             hash_b: foldhash::fast::RandomState::default(),
             clock,
@@ -146,16 +149,9 @@ impl<C: Clock> MemoryLimiter<C> {
     /// time, so checks on other shards continue meanwhile.
     pub fn sweep(&self) -> usize {
         let now = now_ns(&self.clock);
-        let mut removed = 0;
-        self.table.retain(|slot, state| {
-            let idle = algo::is_idle(
-                Kind::from_bits(slot.0[1]),
-                state.load(Ordering::Acquire),
-                now,
-            );
-            removed += usize::from(idle);
-            !idle
-        });
+        let removed = self
+            .table
+            .retain_not(|b, state| algo::is_idle(Kind::from_bits(b), state, now));
         self.tracked.fetch_sub(removed, Ordering::Relaxed);
         self.pressure.store(0, Ordering::Relaxed);
         removed
@@ -185,7 +181,7 @@ impl<C: Clock> MemoryLimiter<C> {
             return Ok(self.apply(slot, limit, now, cost)?.decision);
         }
 
-        let mut slots = [Slot([0, 0]); Policy::MAX_LIMITS];
+        let mut slots = [Fp { a: 0, b: 0 }; Policy::MAX_LIMITS];
         let mut merged: Option<Decision> = None;
         let mut denied = false;
         for (i, (limit, tag)) in limits.iter().zip(tags).enumerate() {
@@ -219,40 +215,39 @@ impl<C: Clock> MemoryLimiter<C> {
         Ok(settle(merged))
     }
 
-    fn slot(&self, tag: u64, limit: &Limit, key: &str) -> Slot {
+    /// The 128-bit fingerprint of (policy tag, key); the low two bits of `b` hold the limit
+    /// [`Kind`] so that sweeps can judge idleness without the policy.
+    fn slot(&self, tag: u64, limit: &Limit, key: &str) -> Fp {
         let a = self.hash_a.hash_one((tag, key));
         let b = self.hash_b.hash_one((tag, key));
-        Slot([a, (b & !3) | Kind::of(limit) as u64])
+        Fp::new(a, (b & !3) | Kind::of(limit) as u64)
     }
 
-    fn load(&self, slot: Slot) -> u64 {
+    fn load(&self, slot: Fp) -> u64 {
         self.table
-            .get(&slot)
-            .map_or(0, |cell| cell.load(Ordering::Acquire))
+            .get(slot, |cell| cell.load(Ordering::Acquire))
+            .unwrap_or(0)
     }
 
     /// Checks and commits one limit. Never holds a table lock while taking another.
-    fn apply(
-        &self,
-        slot: Slot,
-        limit: &Limit,
-        now: u64,
-        cost: u32,
-    ) -> Result<Step, RateLimitError> {
+    fn apply(&self, slot: Fp, limit: &Limit, now: u64, cost: u32) -> Result<Step, RateLimitError> {
         if cost == 0 {
             return Ok(algo::step(limit, self.load(slot), now, 0));
         }
-        if let Some(cell) = self.table.get(&slot) {
-            return Ok(cas(&cell, limit, now, cost));
+        let update = |cell: &AtomicU64| cas(cell, limit, now, cost);
+        if let Some(step) = self.table.get(slot, update) {
+            return Ok(step);
         }
-        let cell = self.insert(slot)?;
-        Ok(cas(&cell, limit, now, cost))
+        self.insert(slot, update)
     }
 
+    /// Creates the entry of a new key (or finds the one a racing caller created) and runs
+    /// `update` on it, after the automatic sweep and the `max_keys` check.
     fn insert(
         &self,
-        slot: Slot,
-    ) -> Result<dashmap::mapref::one::Ref<'_, Slot, AtomicU64>, RateLimitError> {
+        slot: Fp,
+        update: impl FnOnce(&AtomicU64) -> Step,
+    ) -> Result<Step, RateLimitError> {
         if self.auto_sweep || self.max_keys.is_some() {
             let pressure = self.pressure.fetch_add(1, Ordering::Relaxed) + 1;
             let tracked = self.tracked.load(Ordering::Relaxed);
@@ -266,29 +261,27 @@ impl<C: Clock> MemoryLimiter<C> {
                 self.sweep();
             }
             if let Some(max) = self.max_keys {
-                if self.tracked.load(Ordering::Relaxed) >= max && !self.table.contains_key(&slot) {
+                if self.tracked.load(Ordering::Relaxed) >= max && !self.table.contains(slot) {
                     return Err(RateLimitError::TableFull { max_keys: max });
                 }
             }
         }
-        let entry = self.table.entry(slot);
-        let cell = match entry {
-            dashmap::Entry::Occupied(o) => o.into_ref(),
-            dashmap::Entry::Vacant(v) => {
+        Ok(match self.table.get_or_insert(slot, update) {
+            Inserted::Found(step) => step,
+            Inserted::Created(step) => {
                 self.tracked.fetch_add(1, Ordering::Relaxed);
-                v.insert(AtomicU64::new(0))
+                step
             }
-        };
-        Ok(cell.downgrade())
+        })
     }
 
-    fn refund(&self, slots: &[Slot], limits: &[Limit], now: u64, cost: u32) {
+    fn refund(&self, slots: &[Fp], limits: &[Limit], now: u64, cost: u32) {
         for (slot, limit) in slots.iter().zip(limits) {
-            if let Some(cell) = self.table.get(slot) {
+            self.table.get(*slot, |cell| {
                 let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
                     Some(algo::refund(limit, s, now, cost))
                 });
-            }
+            });
         }
     }
 }
@@ -336,57 +329,9 @@ impl<C: Clock> fmt::Debug for MemoryLimiter<C> {
     }
 }
 
-/// Nanoseconds since the Unix epoch (0 before it).
-///
-/// For [`SystemClock`] this reads `SystemTime` directly, which is exactly what
-/// `SystemClock::now` does minus two calendar conversions (chrono's `DateTime` and back),
-/// about 50 ns of a ~100 ns check. The type test is resolved at compile time.
+/// Nanoseconds since the Unix epoch (0 before it), through [`Clock::now_unix_nanos`]: for
+/// [`SystemClock`] a calibrated TSC reading anchored to the wall clock, for `ManualClock`
+/// its exact stored value.
 pub(crate) fn now_ns<C: Clock>(clock: &C) -> u64 {
-    if std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>() {
-        return std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    }
-    clock
-        .now()
-        .timestamp_nanos_opt()
-        .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(0))
-}
-
-/// A 128-bit fingerprint of (policy tag, key); the low two bits of the second word hold
-/// the limit [`Kind`].
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Slot([u64; 2]);
-
-impl Hash for Slot {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0[0]);
-    }
-}
-
-/// The fingerprint is already a seeded hash: pass its first word through.
-#[derive(Clone, Copy, Default)]
-struct PassThrough;
-
-impl BuildHasher for PassThrough {
-    type Hasher = PassThroughHasher;
-    fn build_hasher(&self) -> PassThroughHasher {
-        PassThroughHasher(0)
-    }
-}
-
-struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+    u64::try_from(clock.now_unix_nanos()).unwrap_or(0)
 }
