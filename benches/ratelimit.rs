@@ -138,6 +138,10 @@ fn two_threads(c: &mut Criterion) {
 /// is steadier than two criterion runs minutes apart.
 fn paired(label: &str, n: usize, threads: usize) {
     const ROUNDS: usize = 9;
+    // KEYMINT_BENCH_ONLY=<label> runs one workload (for profiling).
+    if std::env::var("KEYMINT_BENCH_ONLY").is_ok_and(|only| only != label) {
+        return;
+    }
     let visit = order(n.max(1 << 16), n);
     let policy = Policy::single("bench", quota()).unwrap();
     let ours = MemoryLimiter::new().auto_sweep(false);
@@ -253,7 +257,9 @@ fn main() {
         measure_memory(&which);
         return;
     }
-    bytes_per_key();
+    if std::env::var_os("KEYMINT_BENCH_ONLY").is_none() {
+        bytes_per_key();
+    }
     if std::env::var_os("KEYMINT_BENCH_PAIRED_ONLY").is_some()
         || std::env::args().any(|a| a == "--paired")
     {

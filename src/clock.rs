@@ -43,6 +43,7 @@ impl Clock for SystemClock {
         Utc::now()
     }
 
+    #[inline]
     fn now_unix_nanos(&self) -> i64 {
         static FAST: OnceLock<FastWall> = OnceLock::new();
         FAST.get_or_init(FastWall::new).now()
@@ -76,17 +77,24 @@ impl FastWall {
         }
     }
 
+    #[inline]
     fn now(&self) -> i64 {
         let since = self.clock.delta_as_nanos(self.origin, self.clock.raw());
         if since >= self.next_anchor.load(Ordering::Relaxed) {
-            // Racing re-anchorings each store a consistent offset; any of them will do.
-            self.next_anchor
-                .store(since.saturating_add(ANCHOR_EVERY_NS), Ordering::Relaxed);
-            let offset = system_nanos().saturating_sub(i64::try_from(since).unwrap_or(i64::MAX));
-            self.offset.store(offset, Ordering::Relaxed);
+            self.anchor(since);
         }
         let since = i64::try_from(since).unwrap_or(i64::MAX);
         since.saturating_add(self.offset.load(Ordering::Relaxed))
+    }
+
+    /// Re-reads the system clock. Racing re-anchorings each store a consistent offset (one
+    /// word); any of them will do.
+    #[cold]
+    fn anchor(&self, since: u64) {
+        self.next_anchor
+            .store(since.saturating_add(ANCHOR_EVERY_NS), Ordering::Relaxed);
+        let offset = system_nanos().saturating_sub(i64::try_from(since).unwrap_or(i64::MAX));
+        self.offset.store(offset, Ordering::Relaxed);
     }
 }
 

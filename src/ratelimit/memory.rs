@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use table::{Fp, Inserted, Table};
 
-use super::algo::{self, Kind, Step};
+use super::algo::{self, Kind};
 use super::decision::Decision;
 use super::error::RateLimitError;
 use super::limiter::RateLimiter;
@@ -178,7 +178,8 @@ impl<C: Clock> MemoryLimiter<C> {
         let now = now_ns(&self.clock);
         if let ([limit], [tag]) = (limits, tags) {
             let slot = self.slot(*tag, limit, key);
-            return Ok(self.apply(slot, limit, now, cost)?.decision);
+            let state = self.apply(slot, limit, now, cost)?;
+            return Ok(algo::step(limit, state, now, cost).decision);
         }
 
         let mut slots = [Fp { a: 0, b: 0 }; Policy::MAX_LIMITS];
@@ -198,9 +199,10 @@ impl<C: Clock> MemoryLimiter<C> {
         }
         let mut merged: Option<Decision> = None;
         for (i, limit) in limits.iter().enumerate() {
-            let step = self.apply(slots[i], limit, now, cost);
-            let d = match step {
-                Ok(s) => s.decision.with_limit_index(i),
+            let d = match self.apply(slots[i], limit, now, cost) {
+                Ok(state) => algo::step(limit, state, now, cost)
+                    .decision
+                    .with_limit_index(i),
                 Err(e) => {
                     self.refund(&slots[..i], &limits[..i], now, cost);
                     return Err(e);
@@ -229,14 +231,17 @@ impl<C: Clock> MemoryLimiter<C> {
             .unwrap_or(0)
     }
 
-    /// Checks and commits one limit. Never holds a table lock while taking another.
-    fn apply(&self, slot: Fp, limit: &Limit, now: u64, cost: u32) -> Result<Step, RateLimitError> {
+    /// Checks and commits one limit; returns the state the decision is made on (the one
+    /// replaced, or the one that denied), so the caller builds the [`Decision`] with
+    /// [`algo::step`] outside any lock. Never holds a table lock while taking another.
+    #[inline]
+    fn apply(&self, slot: Fp, limit: &Limit, now: u64, cost: u32) -> Result<u64, RateLimitError> {
         if cost == 0 {
-            return Ok(algo::step(limit, self.load(slot), now, 0));
+            return Ok(self.load(slot));
         }
         let update = |cell: &AtomicU64| cas(cell, limit, now, cost);
-        if let Some(step) = self.table.get(slot, update) {
-            return Ok(step);
+        if let Some(state) = self.table.get(slot, update) {
+            return Ok(state);
         }
         self.insert(slot, update)
     }
@@ -246,8 +251,8 @@ impl<C: Clock> MemoryLimiter<C> {
     fn insert(
         &self,
         slot: Fp,
-        update: impl FnOnce(&AtomicU64) -> Step,
-    ) -> Result<Step, RateLimitError> {
+        update: impl FnOnce(&AtomicU64) -> u64,
+    ) -> Result<u64, RateLimitError> {
         if self.auto_sweep || self.max_keys.is_some() {
             let pressure = self.pressure.fetch_add(1, Ordering::Relaxed) + 1;
             let tracked = self.tracked.load(Ordering::Relaxed);
@@ -267,10 +272,10 @@ impl<C: Clock> MemoryLimiter<C> {
             }
         }
         Ok(match self.table.get_or_insert(slot, update) {
-            Inserted::Found(step) => step,
-            Inserted::Created(step) => {
+            Inserted::Found(state) => state,
+            Inserted::Created(state) => {
                 self.tracked.fetch_add(1, Ordering::Relaxed);
-                step
+                state
             }
         })
     }
@@ -291,17 +296,18 @@ fn settle(merged: Option<Decision>) -> Decision {
     merged.unwrap_or(Decision::allow(0, 0, std::time::Duration::ZERO))
 }
 
-/// The lock-free hot path: retry the step until our compare-and-swap wins or it denies.
-fn cas(cell: &AtomicU64, limit: &Limit, now: u64, cost: u32) -> Step {
+/// The lock-free hot path: retry until our compare-and-swap wins or the limit denies.
+/// Returns the state decided on (replaced or denying): the decision is a pure function of
+/// it, built by the caller after the swap, outside the contended window and the lock.
+#[inline]
+fn cas(cell: &AtomicU64, limit: &Limit, now: u64, cost: u32) -> u64 {
     let mut current = cell.load(Ordering::Acquire);
     loop {
         let Some(next) = algo::next_state(limit, current, now, cost) else {
-            return algo::step(limit, current, now, cost);
+            return current;
         };
         match cell.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
-            // The decision is a pure function of the state we replaced: build it after
-            // the swap, outside the contended window.
-            Ok(_) => return algo::step(limit, current, now, cost),
+            Ok(_) => return current,
             Err(actual) => current = actual,
         }
     }
@@ -332,6 +338,7 @@ impl<C: Clock> fmt::Debug for MemoryLimiter<C> {
 /// Nanoseconds since the Unix epoch (0 before it), through [`Clock::now_unix_nanos`]: for
 /// [`SystemClock`] a calibrated TSC reading anchored to the wall clock, for `ManualClock`
 /// its exact stored value.
+#[inline]
 pub(crate) fn now_ns<C: Clock>(clock: &C) -> u64 {
     u64::try_from(clock.now_unix_nanos()).unwrap_or(0)
 }

@@ -23,6 +23,7 @@ pub(super) struct Fp {
 
 impl Fp {
     /// Marks the fingerprint as occupied (bit 2 of `b`; bits 0-1 carry the limit kind).
+    #[inline]
     pub(super) fn new(a: u64, b: u64) -> Self {
         Self { a, b: b | 4 }
     }
@@ -39,6 +40,7 @@ struct Entry {
 }
 
 impl Entry {
+    #[inline]
     fn is_empty(&self) -> bool {
         self.b == 0
     }
@@ -60,6 +62,7 @@ impl Shard {
 
     /// Index of `fp`'s entry or of the empty slot ending its probe sequence. Terminates
     /// because the load factor stays at or below 3/4 (there is always an empty slot).
+    #[inline]
     fn probe(&self, fp: Fp) -> usize {
         let mask = self.entries.len() - 1;
         // The low bits of `a` pick the slot; the high bits picked the shard.
@@ -138,6 +141,7 @@ impl Table {
         }
     }
 
+    #[inline]
     fn shard(&self, fp: Fp) -> &RwLock<Shard> {
         // The high bits of `a` pick the shard, independent of the slot bits.
         let i = usize::try_from(fp.a >> self.shift).unwrap_or(0);
@@ -145,6 +149,7 @@ impl Table {
     }
 
     /// Runs `f` on the state of `fp` under the shard's read lock; `None` if absent.
+    #[inline]
     pub(super) fn get<R>(&self, fp: Fp, f: impl FnOnce(&AtomicU64) -> R) -> Option<R> {
         let shard = read(self.shard(fp));
         let e = &shard.entries[shard.probe(fp)];
@@ -220,6 +225,7 @@ impl Table {
     }
 }
 
+#[inline]
 fn read(lock: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
     // A panic while holding a lock cannot leave a shard inconsistent: rebuilds replace the
     // entries wholesale and states are plain atomics.
