@@ -187,6 +187,37 @@ fn paired(label: &str, n: usize, threads: usize) {
     );
 }
 
+/// Median ns per read of each time source the limiter could use (9 rounds of 400 000).
+fn clock_costs() {
+    use keymint::Clock;
+    fn median(mut f: impl FnMut() -> i64) -> f64 {
+        let mut v: Vec<f64> = (0..9)
+            .map(|_| {
+                let start = Instant::now();
+                for _ in 0..400_000 {
+                    black_box(f());
+                }
+                start.elapsed().as_nanos() as f64 / 400_000.0
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v[4]
+    }
+    let system_time = median(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap())
+    });
+    let chrono_now = median(|| keymint::SystemClock.now().timestamp_nanos_opt().unwrap());
+    let fast = median(|| keymint::SystemClock.now_unix_nanos());
+    let manual = keymint::ManualClock::default();
+    let manual_ns = median(|| manual.now_unix_nanos());
+    println!(
+        "clock ns/read: SystemTime::now {system_time:.1}, SystemClock::now (chrono) {chrono_now:.1}, \
+         SystemClock::now_unix_nanos (quanta) {fast:.1}, ManualClock::now_unix_nanos {manual_ns:.1}"
+    );
+}
+
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -263,6 +294,9 @@ fn main() {
     if std::env::var_os("KEYMINT_BENCH_PAIRED_ONLY").is_some()
         || std::env::args().any(|a| a == "--paired")
     {
+        if std::env::var_os("KEYMINT_BENCH_ONLY").is_none() {
+            clock_costs();
+        }
         paired("one_hot_key", 1, 1);
         paired("keys_10k", 10_000, 1);
         paired("keys_1m", 1_000_000, 1);

@@ -32,11 +32,17 @@ const SHARDS: usize = 64;
 /// The table is keyed not by the key string but by a 128-bit fingerprint of (policy name,
 /// limit, index, key) computed with two independently, randomly seeded
 /// [foldhash](https://docs.rs/foldhash) hashers; the seeds are drawn per limiter (per
-/// process) and never leave it. Entries are therefore 24 bytes with no heap allocation per
-/// key, comparisons never touch the key string, and an attacker who cannot read the seeds
-/// cannot aim keys at one bucket (foldhash's seeded mode is built to resist hash flooding,
-/// though it is not a cryptographic PRF) nor make two keys share a fingerprint (a random
-/// collision needs ~2^64 keys). The work per check is linear in the key's length.
+/// process) and never leave it. Entries are therefore 32 bytes (fingerprint and state,
+/// aligned so that one lookup reads one cache line) with no heap allocation per key,
+/// comparisons never touch the key string, and an attacker who cannot read the seeds
+/// cannot aim keys at one slot or build probe clusters (foldhash's seeded mode is built to
+/// resist hash flooding, though it is not a cryptographic PRF) nor make two keys share a
+/// fingerprint (a random collision needs ~2^64 keys). The work per check is linear in the
+/// key's length.
+///
+/// The table is 64 shards of linear-probing open addressing at a load factor of at most 3/4,
+/// each behind a read-write lock: a check takes its shard's read lock and updates the entry
+/// with a compare-and-swap; only new keys, growth and sweeps take a shard's write lock.
 ///
 /// # Memory
 ///
@@ -44,9 +50,9 @@ const SHARDS: usize = 64;
 /// carry no information and are evicted by [`sweep`](MemoryLimiter::sweep), which also runs
 /// automatically once the number of new keys since the last sweep reaches half the tracked
 /// keys (at least 4096): amortised O(1) per new key, at the price of one caller paying the
-/// sweep (about 1 ms per 100 000 keys here; call `sweep` from a background task and
-/// disable the automatic one with [`auto_sweep(false)`](MemoryLimiter::auto_sweep) to avoid
-/// that). [`max_keys`](MemoryLimiter::max_keys) adds a hard cap. See docs-ratelimit.md for
+/// sweep (about 1 to 3 ms per 100 000 keys here, one shard locked at a time; call `sweep`
+/// from a background task and disable the automatic one with
+/// [`auto_sweep(false)`](MemoryLimiter::auto_sweep) to avoid that). [`max_keys`](MemoryLimiter::max_keys) adds a hard cap. See docs-ratelimit.md for
 /// measured bytes per key.
 ///
 /// # Multi-limit policies

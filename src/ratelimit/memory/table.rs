@@ -205,6 +205,11 @@ impl Table {
             if live == before {
                 continue;
             }
+            if live == 0 {
+                *shard = Shard::with_capacity(MIN_CAPACITY);
+                removed += before;
+                continue;
+            }
             let capacity = capacity_for(live);
             let mut kept = 0;
             shard.rebuild(capacity, |b, state| {
