@@ -37,8 +37,8 @@ const SHARDS: usize = 64;
 /// comparisons never touch the key string, and an attacker who cannot read the seeds
 /// cannot aim keys at one slot or build probe clusters (foldhash's seeded mode is built to
 /// resist hash flooding, though it is not a cryptographic PRF) nor make two keys share a
-/// fingerprint (a random collision needs ~2^64 keys). The work per check is linear in the
-/// key's length.
+/// fingerprint (125 random bits: a chance collision needs ~2^62 keys). The work per check
+/// is linear in the key's length.
 ///
 /// The table is 64 shards of linear-probing open addressing at a load factor of at most 3/4,
 /// each behind a read-write lock: a check takes its shard's read lock and updates the entry
