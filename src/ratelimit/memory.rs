@@ -25,20 +25,22 @@ const SHARDS: usize = 64;
 
 /// A keyed rate limiter in process memory: one `AtomicU64` per (key, limit), updated with
 /// a lock-free compare-and-swap loop, in a sharded open-addressing table whose entries keep
-/// the fingerprint and the state in one cache line.
+/// the fingerprint and the state side by side in one cache line.
 ///
 /// # Table keys and hash flooding
 ///
-/// The table is keyed not by the key string but by a 128-bit fingerprint of (policy name,
-/// limit, index, key) computed with two independently, randomly seeded
-/// [foldhash](https://docs.rs/foldhash) hashers; the seeds are drawn per limiter (per
-/// process) and never leave it. Entries are therefore 32 bytes (fingerprint and state,
-/// aligned so that one lookup reads one cache line) with no heap allocation per key,
-/// comparisons never touch the key string, and an attacker who cannot read the seeds
-/// cannot aim keys at one slot or build probe clusters (foldhash's seeded mode is built to
-/// resist hash flooding, though it is not a cryptographic PRF) nor make two keys share a
-/// fingerprint (125 random bits: a chance collision needs ~2^62 keys). The work per check
-/// is linear in the key's length.
+/// The table is keyed not by the key string but by a fingerprint of (policy name, limit,
+/// index, key): 61 bits of a [foldhash](https://docs.rs/foldhash) hash with a random seed
+/// drawn per limiter (per process) that never leaves it, plus the limit kind. Entries are
+/// therefore 16 bytes (fingerprint and state, four to a cache line) with no heap
+/// allocation per key, comparisons never touch the key string, and an attacker who cannot
+/// read the seed cannot aim keys at one slot or build probe clusters (foldhash's seeded
+/// mode is built to resist hash flooding, though it is not a cryptographic PRF), nor aim a
+/// key at another key's state (about 2^61 guesses per victim). Two live keys that share a
+/// fingerprint by chance share one budget: they can be denied early, never admitted beyond
+/// one limit in total, until the entry is idle and swept; the chance is about n^2 / 2^62
+/// for n live (key, limit) entries (2 in 10 million at a million entries). The work per
+/// check is linear in the key's length.
 ///
 /// The table is 64 shards of linear-probing open addressing at a load factor of at most 3/4,
 /// each behind a read-write lock: a check takes its shard's read lock and updates the entry
@@ -81,8 +83,7 @@ const SHARDS: usize = 64;
 /// ```
 pub struct MemoryLimiter<C: Clock = SystemClock> {
     table: Table,
-    hash_a: foldhash::fast::RandomState,
-    hash_b: foldhash::fast::RandomState,
+    hasher: foldhash::fast::RandomState,
     clock: C,
     tracked: AtomicUsize,
     pressure: AtomicUsize,
@@ -108,8 +109,7 @@ impl<C: Clock> MemoryLimiter<C> {
     pub fn with_clock(clock: C) -> Self {
         Self {
             table: Table::new(SHARDS),
-            hash_a: foldhash::fast::RandomState::default(),
-            hash_b: foldhash::fast::RandomState::default(),
+            hasher: foldhash::fast::RandomState::default(),
             clock,
             tracked: AtomicUsize::new(0),
             pressure: AtomicUsize::new(0),
@@ -157,7 +157,7 @@ impl<C: Clock> MemoryLimiter<C> {
         let now = now_ns(&self.clock);
         let removed = self
             .table
-            .retain_not(|b, state| algo::is_idle(Kind::from_bits(b), state, now));
+            .retain_not(|fp, state| algo::is_idle(Kind::from_bits(fp.kind()), state, now));
         self.tracked.fetch_sub(removed, Ordering::Relaxed);
         self.pressure.store(0, Ordering::Relaxed);
         removed
@@ -188,7 +188,7 @@ impl<C: Clock> MemoryLimiter<C> {
             return Ok(algo::step(limit, state, now, cost).decision);
         }
 
-        let mut slots = [Fp { a: 0, b: 0 }; Policy::MAX_LIMITS];
+        let mut slots = [Fp(0); Policy::MAX_LIMITS];
         let mut merged: Option<Decision> = None;
         let mut denied = false;
         for (i, (limit, tag)) in limits.iter().zip(tags).enumerate() {
@@ -223,12 +223,11 @@ impl<C: Clock> MemoryLimiter<C> {
         Ok(settle(merged))
     }
 
-    /// The 128-bit fingerprint of (policy tag, key); the low two bits of `b` hold the limit
-    /// [`Kind`] so that sweeps can judge idleness without the policy.
+    /// The fingerprint of (policy tag, key): a seeded hash, with the limit [`Kind`] in its
+    /// low bits so that sweeps can judge idleness without the policy.
+    #[inline]
     fn slot(&self, tag: u64, limit: &Limit, key: &str) -> Fp {
-        let a = self.hash_a.hash_one((tag, key));
-        let b = self.hash_b.hash_one((tag, key));
-        Fp::new(a, (b & !3) | Kind::of(limit) as u64)
+        Fp::new(self.hasher.hash_one((tag, key)), Kind::of(limit) as u64)
     }
 
     fn load(&self, slot: Fp) -> u64 {

@@ -1,7 +1,7 @@
 //! The key table of the in-memory limiter: sharded open addressing where each entry holds
-//! its 128-bit fingerprint and its atomic state together, 32-byte aligned, so a lookup
-//! touches one cache line (two with a probe across a line boundary) instead of hashbrown's
-//! separate control byte and bucket.
+//! its 64-bit fingerprint and its atomic state together (16 bytes, 16-byte aligned, four
+//! to a cache line), so a lookup touches one cache line (two with a probe across a line
+//! boundary) instead of hashbrown's separate control byte and bucket.
 //!
 //! Concurrency: each shard is a `RwLock` over a boxed slice of entries. Lookups and state
 //! updates (compare-and-swap on the entry's `AtomicU64`) run under the read lock; inserting,
@@ -14,35 +14,37 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// Smallest shard capacity (a power of two).
 const MIN_CAPACITY: usize = 16;
 
-/// A 128-bit fingerprint. `b` always has bit 2 set, so an all-zero entry means empty.
+/// A fingerprint: 61 bits of a seeded hash (high bits), bit 2 always set (so 0 means an
+/// empty slot) and the limit kind in bits 0-1 (so sweeps can judge idleness).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Fp {
-    pub(super) a: u64,
-    pub(super) b: u64,
-}
+pub(super) struct Fp(pub(super) u64);
 
 impl Fp {
-    /// Marks the fingerprint as occupied (bit 2 of `b`; bits 0-1 carry the limit kind).
+    /// The fingerprint of a 64-bit seeded `hash` for a limit of kind `kind` (0..=3).
     #[inline]
-    pub(super) fn new(a: u64, b: u64) -> Self {
-        Self { a, b: b | 4 }
+    pub(super) fn new(hash: u64, kind: u64) -> Self {
+        Self((hash & !7) | 4 | (kind & 3))
+    }
+
+    /// The kind bits given to [`Fp::new`].
+    pub(super) fn kind(self) -> u64 {
+        self.0 & 3
     }
 }
 
-/// One slot: fingerprint and state side by side; 32-byte alignment keeps an entry inside
+/// One slot: fingerprint and state side by side; 16-byte alignment keeps an entry inside
 /// one cache line.
 #[derive(Debug, Default)]
-#[repr(align(32))]
+#[repr(align(16))]
 struct Entry {
-    a: u64,
-    b: u64,
+    fp: u64,
     state: AtomicU64,
 }
 
 impl Entry {
     #[inline]
     fn is_empty(&self) -> bool {
-        self.b == 0
+        self.fp == 0
     }
 }
 
@@ -65,11 +67,11 @@ impl Shard {
     #[inline]
     fn probe(&self, fp: Fp) -> usize {
         let mask = self.entries.len() - 1;
-        // The low bits of `a` pick the slot; the high bits picked the shard.
-        let mut i = usize::try_from(fp.a).unwrap_or(usize::MAX) & mask;
+        // The bits above the kind and marker pick the slot; the high bits picked the shard.
+        let mut i = usize::try_from(fp.0 >> 3).unwrap_or(usize::MAX) & mask;
         loop {
             let e = &self.entries[i];
-            if (e.a == fp.a && e.b == fp.b) || e.is_empty() {
+            if e.fp == fp.0 || e.is_empty() {
                 return i;
             }
             i = (i + 1) & mask;
@@ -77,24 +79,23 @@ impl Shard {
     }
 
     /// Places an entry known to be absent (used when rebuilding).
-    fn place(&mut self, a: u64, b: u64, state: u64) {
-        let i = self.probe(Fp { a, b });
+    fn place(&mut self, fp: u64, state: u64) {
+        let i = self.probe(Fp(fp));
         self.entries[i] = Entry {
-            a,
-            b,
+            fp,
             state: AtomicU64::new(state),
         };
         self.len += 1;
     }
 
     /// Rebuilds into `capacity` slots keeping the entries for which `keep` holds.
-    fn rebuild(&mut self, capacity: usize, mut keep: impl FnMut(u64, u64) -> bool) {
+    fn rebuild(&mut self, capacity: usize, mut keep: impl FnMut(Fp, u64) -> bool) {
         let old = std::mem::replace(self, Self::with_capacity(capacity));
         for e in old.entries.into_vec() {
             let empty = e.is_empty();
             let state = e.state.into_inner();
-            if !empty && keep(e.b, state) {
-                self.place(e.a, e.b, state);
+            if !empty && keep(Fp(e.fp), state) {
+                self.place(e.fp, state);
             }
         }
     }
@@ -143,8 +144,8 @@ impl Table {
 
     #[inline]
     fn shard(&self, fp: Fp) -> &RwLock<Shard> {
-        // The high bits of `a` pick the shard, independent of the slot bits.
-        let i = usize::try_from(fp.a >> self.shift).unwrap_or(0);
+        // The high bits pick the shard, independent of the slot bits.
+        let i = usize::try_from(fp.0 >> self.shift).unwrap_or(0);
         &self.shards[i].0
     }
 
@@ -177,18 +178,16 @@ impl Table {
             i
         };
         shard.entries[i] = Entry {
-            a: fp.a,
-            b: fp.b,
+            fp: fp.0,
             state: AtomicU64::new(0),
         };
         shard.len += 1;
         Inserted::Created(f(&shard.entries[i].state))
     }
 
-    /// Removes every entry for which `evict(b, state)` holds (`b` carries the limit kind in
-    /// its low bits), one shard at a time, shrinking shards that became sparse. Returns how
-    /// many were removed.
-    pub(super) fn retain_not(&self, mut evict: impl FnMut(u64, u64) -> bool) -> usize {
+    /// Removes every entry for which `evict(fingerprint, state)` holds, one shard at a time,
+    /// shrinking shards that became sparse. Returns how many were removed.
+    pub(super) fn retain_not(&self, mut evict: impl FnMut(Fp, u64) -> bool) -> usize {
         let mut removed = 0;
         for padded in &self.shards {
             let mut shard = write(&padded.0);
@@ -199,7 +198,8 @@ impl Table {
                 .entries
                 .iter()
                 .filter(|e| {
-                    !e.is_empty() && !evict(e.b, e.state.load(std::sync::atomic::Ordering::Acquire))
+                    !e.is_empty()
+                        && !evict(Fp(e.fp), e.state.load(std::sync::atomic::Ordering::Acquire))
                 })
                 .count();
             if live == before {
@@ -212,8 +212,8 @@ impl Table {
             }
             let capacity = capacity_for(live);
             let mut kept = 0;
-            shard.rebuild(capacity, |b, state| {
-                let keep = !evict(b, state);
+            shard.rebuild(capacity, |fp, state| {
+                let keep = !evict(fp, state);
                 kept += usize::from(keep);
                 keep
             });
@@ -248,10 +248,10 @@ mod tests {
     use super::*;
 
     fn fp(i: u64) -> Fp {
-        // Spread over shards and slots like a seeded hash would, with deliberate clashes of
-        // the slot bits to exercise probing.
-        let a = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & !0xf0;
-        Fp::new(a, i << 3)
+        // Spread over shards like a seeded hash would, with deliberate clashes of the slot
+        // bits (bits 3-6 cleared) to exercise probing; the kind bits vary too.
+        let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & !0x78;
+        Fp::new(h, i)
     }
 
     #[test]
@@ -272,10 +272,11 @@ mod tests {
             ));
         }
         assert_eq!(t.get(fp(5000), |_| ()), None);
-        // Same `a`, different `b`: a different key.
-        let mut other = fp(7);
-        other.b ^= 8;
+        // Same hash, different kind: a different key.
+        let other = Fp::new(fp(7).0, fp(7).kind() + 1);
+        assert_eq!(other.kind(), (7 + 1) & 3);
         assert!(!t.contains(other));
+        assert_ne!(Fp::new(0, 0).0, 0, "no fingerprint looks empty");
         // Evict the odd states (even i), keep the rest, then every lookup still agrees.
         let removed = t.retain_not(|_, state| state % 2 == 1);
         assert_eq!(removed, 2500);
