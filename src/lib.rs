@@ -59,10 +59,10 @@ pub use keyring::{
     AuditEvent, AuditSink, CacheInvalidation, FailureReason, IssueRequest, IssuedKey, KeyUpdate,
     Keyring, KeyringBuilder, VerifiedKey, VerifyContext,
 };
-pub use ratelimit::{Decision, MemoryLimiter, Policy, Quota, RateLimitError, RateLimiter};
 pub use record::{KeyRecord, KeyStatus, Revocation};
 pub use scope::{
     MissingScopes, Requirement, RequirementError, RoleError, Roles, Scope, ScopeError, ScopeSet,
 };
+pub use ratelimit::{Decision, MemoryLimiter, Policy, Quota, RateLimitError, RateLimiter};
 pub use secret::{GeneratedKey, KeyHint};
 pub use store::{Decrement, KeyStore, MemoryStore, Page, PageRequest};
