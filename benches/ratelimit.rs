@@ -138,6 +138,10 @@ fn two_threads(c: &mut Criterion) {
 /// is steadier than two criterion runs minutes apart.
 fn paired(label: &str, n: usize, threads: usize) {
     const ROUNDS: usize = 9;
+    // KEYMINT_BENCH_ONLY=<label> runs one workload (for profiling).
+    if std::env::var("KEYMINT_BENCH_ONLY").is_ok_and(|only| only != label) {
+        return;
+    }
     let visit = order(n.max(1 << 16), n);
     let policy = Policy::single("bench", quota()).unwrap();
     let ours = MemoryLimiter::new().auto_sweep(false);
@@ -180,6 +184,37 @@ fn paired(label: &str, n: usize, threads: usize) {
     println!(
         "paired {label:<22} keymint {ma:>7.1} ns  governor {mb:>7.1} ns  ratio {:.2}",
         ma / mb
+    );
+}
+
+/// Median ns per read of each time source the limiter could use (9 rounds of 400 000).
+fn clock_costs() {
+    use keymint::Clock;
+    fn median(mut f: impl FnMut() -> i64) -> f64 {
+        let mut v: Vec<f64> = (0..9)
+            .map(|_| {
+                let start = Instant::now();
+                for _ in 0..400_000 {
+                    black_box(f());
+                }
+                start.elapsed().as_nanos() as f64 / 400_000.0
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v[4]
+    }
+    let system_time = median(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap())
+    });
+    let chrono_now = median(|| keymint::SystemClock.now().timestamp_nanos_opt().unwrap());
+    let fast = median(|| keymint::SystemClock.now_unix_nanos());
+    let manual = keymint::ManualClock::default();
+    let manual_ns = median(|| manual.now_unix_nanos());
+    println!(
+        "clock ns/read: SystemTime::now {system_time:.1}, SystemClock::now (chrono) {chrono_now:.1}, \
+         SystemClock::now_unix_nanos (quanta) {fast:.1}, ManualClock::now_unix_nanos {manual_ns:.1}"
     );
 }
 
@@ -253,10 +288,15 @@ fn main() {
         measure_memory(&which);
         return;
     }
-    bytes_per_key();
+    if std::env::var_os("KEYMINT_BENCH_ONLY").is_none() {
+        bytes_per_key();
+    }
     if std::env::var_os("KEYMINT_BENCH_PAIRED_ONLY").is_some()
         || std::env::args().any(|a| a == "--paired")
     {
+        if std::env::var_os("KEYMINT_BENCH_ONLY").is_none() {
+            clock_costs();
+        }
         paired("one_hot_key", 1, 1);
         paired("keys_10k", 10_000, 1);
         paired("keys_1m", 1_000_000, 1);

@@ -337,3 +337,110 @@ async fn async_trait_matches_sync() {
     assert!(RateLimiter::check(&l, "k", &p, 1).await.unwrap().allowed);
     assert!(!RateLimiter::check(&l, "k", &p, 1).await.unwrap().allowed);
 }
+
+/// Inserts racing on the same new keys, shard growth and concurrent sweeps: every key still
+/// admits exactly its quota, and nothing is lost or duplicated.
+#[test]
+fn threads_inserting_and_sweeping_lose_no_state() {
+    let (clock, l) = limiter();
+    let p = Policy::single("p", Quota::per_minute(n(2))).unwrap();
+    let keys: Vec<String> = (0..3000).map(|i| format!("shared-{i}")).collect();
+    let admitted = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let (l, p, keys) = (&l, &p, &keys);
+                s.spawn(move || {
+                    let mut ok = 0;
+                    // Each thread walks the keys from a different start, 3 tries each.
+                    for i in 0..keys.len() {
+                        let key = &keys[(i + t * 750) % keys.len()];
+                        for _ in 0..3 {
+                            ok += usize::from(l.check_now(key, p, 1).unwrap().allowed);
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        // Sweeps run meanwhile; the clock is stopped, so nothing is idle yet.
+        let swept: usize = (0..20).map(|_| l.sweep()).sum();
+        assert_eq!(swept, 0);
+        workers
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum::<usize>()
+    });
+    assert_eq!(admitted, 3000 * 2, "each key admits exactly its burst");
+    assert_eq!(l.len(), 3000);
+    clock.advance(TimeDelta::seconds(60));
+    assert_eq!(l.sweep(), 3000);
+    assert!(l.is_empty());
+}
+
+/// Sweeps rebuild and shrink the table; the surviving entries keep their exact state.
+#[test]
+fn sweep_keeps_survivors_state_exactly() {
+    let (clock, l) = limiter();
+    let short = Policy::single("s", Quota::per_second(n(1))).unwrap();
+    let long = Policy::single("l", Quota::per_hour(n(2))).unwrap();
+    for i in 0..10_000 {
+        assert!(l.check_now(&format!("k{i}"), &short, 1).unwrap().allowed);
+        assert!(l.check_now(&format!("k{i}"), &long, 1).unwrap().allowed);
+    }
+    clock.advance(TimeDelta::seconds(1));
+    assert_eq!(l.sweep(), 10_000);
+    assert_eq!(l.len(), 10_000);
+    for i in 0..10_000 {
+        let key = format!("k{i}");
+        let d = l.check_now(&key, &long, 0).unwrap();
+        assert_eq!(d.remaining, 1, "{key}");
+        assert!(l.check_now(&key, &long, 1).unwrap().allowed);
+        assert!(!l.check_now(&key, &long, 1).unwrap().allowed);
+    }
+    assert_eq!(l.len(), 10_000);
+}
+
+/// A clock that implements only `now` gets `now_unix_nanos` by conversion: same counts.
+#[derive(Debug)]
+struct OnlyNow(ManualClock);
+
+impl keymint::Clock for OnlyNow {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.now()
+    }
+}
+
+#[test]
+fn clocks_with_only_now_and_shared_clocks_work() {
+    let clock = ManualClock::default();
+    let p = Policy::single("p", Quota::per_second(n(3))).unwrap();
+    let plain = MemoryLimiter::with_clock(OnlyNow(clock.clone()));
+    let shared = MemoryLimiter::with_clock(Arc::new(clock.clone()));
+    for _ in 0..3 {
+        let count = |ok: bool| usize::from(ok);
+        let a: usize = (0..10)
+            .map(|_| count(plain.check_now("k", &p, 1).unwrap().allowed))
+            .sum();
+        let b: usize = (0..10)
+            .map(|_| count(shared.check_now("k", &p, 1).unwrap().allowed))
+            .sum();
+        assert_eq!((a, b), (3, 3));
+        let d = plain.check_now("k", &p, 1).unwrap();
+        assert_eq!(d.retry_after, Some(Duration::from_nanos(333_333_333)));
+        clock.advance(TimeDelta::seconds(1));
+    }
+}
+
+#[test]
+fn system_clock_limiter_counts_exactly_within_its_window() {
+    let l = MemoryLimiter::new();
+    let p = Policy::single("p", Quota::per_hour(n(3))).unwrap();
+    let admitted = (0..10)
+        .filter(|_| l.check_now("k", &p, 1).unwrap().allowed)
+        .count();
+    assert_eq!(admitted, 3);
+    let d = l.check_now("k", &p, 1).unwrap();
+    let wait = d.retry_after.unwrap();
+    // Next token in 20 minutes minus the few microseconds since the first check.
+    assert!(wait <= Duration::from_secs(1200) && wait > Duration::from_secs(1199));
+}

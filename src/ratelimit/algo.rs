@@ -41,6 +41,7 @@ pub(crate) fn check_cost(limit: &Limit, index: usize, cost: u32) -> Result<(), R
 }
 
 /// Applies `cost` (0 = peek) to `state` at `now`.
+#[inline]
 pub(crate) fn step(limit: &Limit, state: u64, now: u64, cost: u32) -> Step {
     match limit {
         Limit::Rate(q) => gcra(q, state, now, cost),
@@ -116,6 +117,7 @@ impl Kind {
     }
 }
 
+#[inline]
 fn gcra(q: &Quota, tat: u64, now: u64, cost: u32) -> Step {
     let t = q.interval_ns();
     let tau = q.tau_ns();

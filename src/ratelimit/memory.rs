@@ -1,13 +1,15 @@
 //! The in-memory keyed GCRA limiter.
 
+mod table;
+
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use dashmap::DashMap;
+use table::{Fp, Inserted, Table};
 
-use super::algo::{self, Kind, Step};
+use super::algo::{self, Kind};
 use super::decision::Decision;
 use super::error::RateLimitError;
 use super::limiter::RateLimiter;
@@ -22,18 +24,27 @@ const SWEEP_MIN_INSERTS: usize = 4096;
 const SHARDS: usize = 64;
 
 /// A keyed rate limiter in process memory: one `AtomicU64` per (key, limit), updated with
-/// a lock-free compare-and-swap loop, in a sharded `DashMap`.
+/// a lock-free compare-and-swap loop, in a sharded open-addressing table whose entries keep
+/// the fingerprint and the state side by side in one cache line.
 ///
 /// # Table keys and hash flooding
 ///
-/// The table is keyed not by the key string but by a 128-bit fingerprint of (policy name,
-/// limit, index, key) computed with two independently, randomly seeded
-/// [foldhash](https://docs.rs/foldhash) hashers; the seeds are drawn per limiter (per
-/// process) and never leave it. Entries are therefore 24 bytes with no heap allocation per
-/// key, comparisons never touch the key string, and an attacker who cannot read the seeds
-/// cannot aim keys at one bucket (foldhash's seeded mode is built to resist hash flooding,
-/// though it is not a cryptographic PRF) nor make two keys share a fingerprint (a random
-/// collision needs ~2^64 keys). The work per check is linear in the key's length.
+/// The table is keyed not by the key string but by a fingerprint of (policy name, limit,
+/// index, key): 61 bits of a [foldhash](https://docs.rs/foldhash) hash with a random seed
+/// drawn per limiter (per process) that never leaves it, plus the limit kind. Entries are
+/// therefore 16 bytes (fingerprint and state, four to a cache line) with no heap
+/// allocation per key, comparisons never touch the key string, and an attacker who cannot
+/// read the seed cannot aim keys at one slot or build probe clusters (foldhash's seeded
+/// mode is built to resist hash flooding, though it is not a cryptographic PRF), nor aim a
+/// key at another key's state (about 2^61 guesses per victim). Two live keys that share a
+/// fingerprint by chance share one budget: they can be denied early, never admitted beyond
+/// one limit in total, until the entry is idle and swept; the chance is about n^2 / 2^62
+/// for n live (key, limit) entries (2 in 10 million at a million entries). The work per
+/// check is linear in the key's length.
+///
+/// The table is 64 shards of linear-probing open addressing at a load factor of at most 3/4,
+/// each behind a read-write lock: a check takes its shard's read lock and updates the entry
+/// with a compare-and-swap; only new keys, growth and sweeps take a shard's write lock.
 ///
 /// # Memory
 ///
@@ -41,9 +52,9 @@ const SHARDS: usize = 64;
 /// carry no information and are evicted by [`sweep`](MemoryLimiter::sweep), which also runs
 /// automatically once the number of new keys since the last sweep reaches half the tracked
 /// keys (at least 4096): amortised O(1) per new key, at the price of one caller paying the
-/// sweep (about 1 ms per 100 000 keys here; call `sweep` from a background task and
-/// disable the automatic one with [`auto_sweep(false)`](MemoryLimiter::auto_sweep) to avoid
-/// that). [`max_keys`](MemoryLimiter::max_keys) adds a hard cap. See docs-ratelimit.md for
+/// sweep (about 1 to 3 ms per 100 000 keys here, one shard locked at a time; call `sweep`
+/// from a background task and disable the automatic one with
+/// [`auto_sweep(false)`](MemoryLimiter::auto_sweep) to avoid that). [`max_keys`](MemoryLimiter::max_keys) adds a hard cap. See docs-ratelimit.md for
 /// measured bytes per key.
 ///
 /// # Multi-limit policies
@@ -71,9 +82,8 @@ const SHARDS: usize = 64;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct MemoryLimiter<C: Clock = SystemClock> {
-    table: DashMap<Slot, AtomicU64, PassThrough>,
-    hash_a: foldhash::fast::RandomState,
-    hash_b: foldhash::fast::RandomState,
+    table: Table,
+    hasher: foldhash::fast::RandomState,
     clock: C,
     tracked: AtomicUsize,
     pressure: AtomicUsize,
@@ -98,9 +108,8 @@ impl<C: Clock> MemoryLimiter<C> {
     /// A limiter reading time from `clock` (use [`ManualClock`](crate::ManualClock) in tests).
     pub fn with_clock(clock: C) -> Self {
         Self {
-            table: DashMap::with_hasher_and_shard_amount(PassThrough, SHARDS),
-            hash_a: foldhash::fast::RandomState::default(),
-            hash_b: foldhash::fast::RandomState::default(),
+            table: Table::new(SHARDS),
+            hasher: foldhash::fast::RandomState::default(),
             clock,
             tracked: AtomicUsize::new(0),
             pressure: AtomicUsize::new(0),
@@ -146,16 +155,9 @@ impl<C: Clock> MemoryLimiter<C> {
     /// time, so checks on other shards continue meanwhile.
     pub fn sweep(&self) -> usize {
         let now = now_ns(&self.clock);
-        let mut removed = 0;
-        self.table.retain(|slot, state| {
-            let idle = algo::is_idle(
-                Kind::from_bits(slot.0[1]),
-                state.load(Ordering::Acquire),
-                now,
-            );
-            removed += usize::from(idle);
-            !idle
-        });
+        let removed = self
+            .table
+            .retain_not(|fp, state| algo::is_idle(Kind::from_bits(fp.kind()), state, now));
         self.tracked.fetch_sub(removed, Ordering::Relaxed);
         self.pressure.store(0, Ordering::Relaxed);
         removed
@@ -182,10 +184,11 @@ impl<C: Clock> MemoryLimiter<C> {
         let now = now_ns(&self.clock);
         if let ([limit], [tag]) = (limits, tags) {
             let slot = self.slot(*tag, limit, key);
-            return Ok(self.apply(slot, limit, now, cost)?.decision);
+            let state = self.apply(slot, limit, now, cost)?;
+            return Ok(algo::step(limit, state, now, cost).decision);
         }
 
-        let mut slots = [Slot([0, 0]); Policy::MAX_LIMITS];
+        let mut slots = [Fp(0); Policy::MAX_LIMITS];
         let mut merged: Option<Decision> = None;
         let mut denied = false;
         for (i, (limit, tag)) in limits.iter().zip(tags).enumerate() {
@@ -202,9 +205,10 @@ impl<C: Clock> MemoryLimiter<C> {
         }
         let mut merged: Option<Decision> = None;
         for (i, limit) in limits.iter().enumerate() {
-            let step = self.apply(slots[i], limit, now, cost);
-            let d = match step {
-                Ok(s) => s.decision.with_limit_index(i),
+            let d = match self.apply(slots[i], limit, now, cost) {
+                Ok(state) => algo::step(limit, state, now, cost)
+                    .decision
+                    .with_limit_index(i),
                 Err(e) => {
                     self.refund(&slots[..i], &limits[..i], now, cost);
                     return Err(e);
@@ -219,40 +223,41 @@ impl<C: Clock> MemoryLimiter<C> {
         Ok(settle(merged))
     }
 
-    fn slot(&self, tag: u64, limit: &Limit, key: &str) -> Slot {
-        let a = self.hash_a.hash_one((tag, key));
-        let b = self.hash_b.hash_one((tag, key));
-        Slot([a, (b & !3) | Kind::of(limit) as u64])
+    /// The fingerprint of (policy tag, key): a seeded hash, with the limit [`Kind`] in its
+    /// low bits so that sweeps can judge idleness without the policy.
+    #[inline]
+    fn slot(&self, tag: u64, limit: &Limit, key: &str) -> Fp {
+        Fp::new(self.hasher.hash_one((tag, key)), Kind::of(limit) as u64)
     }
 
-    fn load(&self, slot: Slot) -> u64 {
+    fn load(&self, slot: Fp) -> u64 {
         self.table
-            .get(&slot)
-            .map_or(0, |cell| cell.load(Ordering::Acquire))
+            .get(slot, |cell| cell.load(Ordering::Acquire))
+            .unwrap_or(0)
     }
 
-    /// Checks and commits one limit. Never holds a table lock while taking another.
-    fn apply(
-        &self,
-        slot: Slot,
-        limit: &Limit,
-        now: u64,
-        cost: u32,
-    ) -> Result<Step, RateLimitError> {
+    /// Checks and commits one limit; returns the state the decision is made on (the one
+    /// replaced, or the one that denied), so the caller builds the [`Decision`] with
+    /// [`algo::step`] outside any lock. Never holds a table lock while taking another.
+    #[inline]
+    fn apply(&self, slot: Fp, limit: &Limit, now: u64, cost: u32) -> Result<u64, RateLimitError> {
         if cost == 0 {
-            return Ok(algo::step(limit, self.load(slot), now, 0));
+            return Ok(self.load(slot));
         }
-        if let Some(cell) = self.table.get(&slot) {
-            return Ok(cas(&cell, limit, now, cost));
+        let update = |cell: &AtomicU64| cas(cell, limit, now, cost);
+        if let Some(state) = self.table.get(slot, update) {
+            return Ok(state);
         }
-        let cell = self.insert(slot)?;
-        Ok(cas(&cell, limit, now, cost))
+        self.insert(slot, update)
     }
 
+    /// Creates the entry of a new key (or finds the one a racing caller created) and runs
+    /// `update` on it, after the automatic sweep and the `max_keys` check.
     fn insert(
         &self,
-        slot: Slot,
-    ) -> Result<dashmap::mapref::one::Ref<'_, Slot, AtomicU64>, RateLimitError> {
+        slot: Fp,
+        update: impl FnOnce(&AtomicU64) -> u64,
+    ) -> Result<u64, RateLimitError> {
         if self.auto_sweep || self.max_keys.is_some() {
             let pressure = self.pressure.fetch_add(1, Ordering::Relaxed) + 1;
             let tracked = self.tracked.load(Ordering::Relaxed);
@@ -266,29 +271,27 @@ impl<C: Clock> MemoryLimiter<C> {
                 self.sweep();
             }
             if let Some(max) = self.max_keys {
-                if self.tracked.load(Ordering::Relaxed) >= max && !self.table.contains_key(&slot) {
+                if self.tracked.load(Ordering::Relaxed) >= max && !self.table.contains(slot) {
                     return Err(RateLimitError::TableFull { max_keys: max });
                 }
             }
         }
-        let entry = self.table.entry(slot);
-        let cell = match entry {
-            dashmap::Entry::Occupied(o) => o.into_ref(),
-            dashmap::Entry::Vacant(v) => {
+        Ok(match self.table.get_or_insert(slot, update) {
+            Inserted::Found(state) => state,
+            Inserted::Created(state) => {
                 self.tracked.fetch_add(1, Ordering::Relaxed);
-                v.insert(AtomicU64::new(0))
+                state
             }
-        };
-        Ok(cell.downgrade())
+        })
     }
 
-    fn refund(&self, slots: &[Slot], limits: &[Limit], now: u64, cost: u32) {
+    fn refund(&self, slots: &[Fp], limits: &[Limit], now: u64, cost: u32) {
         for (slot, limit) in slots.iter().zip(limits) {
-            if let Some(cell) = self.table.get(slot) {
+            self.table.get(*slot, |cell| {
                 let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
                     Some(algo::refund(limit, s, now, cost))
                 });
-            }
+            });
         }
     }
 }
@@ -298,17 +301,18 @@ fn settle(merged: Option<Decision>) -> Decision {
     merged.unwrap_or(Decision::allow(0, 0, std::time::Duration::ZERO))
 }
 
-/// The lock-free hot path: retry the step until our compare-and-swap wins or it denies.
-fn cas(cell: &AtomicU64, limit: &Limit, now: u64, cost: u32) -> Step {
+/// The lock-free hot path: retry until our compare-and-swap wins or the limit denies.
+/// Returns the state decided on (replaced or denying): the decision is a pure function of
+/// it, built by the caller after the swap, outside the contended window and the lock.
+#[inline]
+fn cas(cell: &AtomicU64, limit: &Limit, now: u64, cost: u32) -> u64 {
     let mut current = cell.load(Ordering::Acquire);
     loop {
         let Some(next) = algo::next_state(limit, current, now, cost) else {
-            return algo::step(limit, current, now, cost);
+            return current;
         };
         match cell.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
-            // The decision is a pure function of the state we replaced: build it after
-            // the swap, outside the contended window.
-            Ok(_) => return algo::step(limit, current, now, cost),
+            Ok(_) => return current,
             Err(actual) => current = actual,
         }
     }
@@ -336,57 +340,10 @@ impl<C: Clock> fmt::Debug for MemoryLimiter<C> {
     }
 }
 
-/// Nanoseconds since the Unix epoch (0 before it).
-///
-/// For [`SystemClock`] this reads `SystemTime` directly, which is exactly what
-/// `SystemClock::now` does minus two calendar conversions (chrono's `DateTime` and back),
-/// about 50 ns of a ~100 ns check. The type test is resolved at compile time.
+/// Nanoseconds since the Unix epoch (0 before it), through [`Clock::now_unix_nanos`]: for
+/// [`SystemClock`] a calibrated TSC reading anchored to the wall clock, for `ManualClock`
+/// its exact stored value.
+#[inline]
 pub(crate) fn now_ns<C: Clock>(clock: &C) -> u64 {
-    if std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>() {
-        return std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    }
-    clock
-        .now()
-        .timestamp_nanos_opt()
-        .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(0))
-}
-
-/// A 128-bit fingerprint of (policy tag, key); the low two bits of the second word hold
-/// the limit [`Kind`].
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Slot([u64; 2]);
-
-impl Hash for Slot {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0[0]);
-    }
-}
-
-/// The fingerprint is already a seeded hash: pass its first word through.
-#[derive(Clone, Copy, Default)]
-struct PassThrough;
-
-impl BuildHasher for PassThrough {
-    type Hasher = PassThroughHasher;
-    fn build_hasher(&self) -> PassThroughHasher {
-        PassThroughHasher(0)
-    }
-}
-
-struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+    u64::try_from(clock.now_unix_nanos()).unwrap_or(0)
 }
