@@ -58,7 +58,7 @@ pub(crate) fn next_state(limit: &Limit, state: u64, now: u64, cost: u32) -> Opti
         Limit::Rate(q) => {
             let debt = state.max(now) - now;
             let new_debt = debt.saturating_add(q.interval_ns().saturating_mul(u64::from(cost)));
-            (new_debt <= q.tau_ns()).then(|| now + new_debt)
+            (new_debt <= q.tau_ns()).then(|| now.saturating_add(new_debt))
         }
         Limit::Calendar(_) => step(limit, state, now, cost).next,
     }
@@ -130,7 +130,7 @@ fn gcra(q: &Quota, tat: u64, now: u64, cost: u32) -> Step {
         let decision = if remaining >= 1 {
             Decision::allow(limit, remaining, Duration::from_nanos(debt))
         } else {
-            let wait = (debt + t).saturating_sub(tau);
+            let wait = debt.saturating_add(t).saturating_sub(tau);
             Decision::deny(limit, 0, Duration::from_nanos(debt), Some(nanos(wait)))
         };
         return Step {
@@ -142,7 +142,7 @@ fn gcra(q: &Quota, tat: u64, now: u64, cost: u32) -> Step {
     if new_debt <= tau {
         Step {
             decision: Decision::allow(limit, free(new_debt), Duration::from_nanos(new_debt)),
-            next: Some(now + new_debt),
+            next: Some(now.saturating_add(new_debt)),
         }
     } else {
         Step {
