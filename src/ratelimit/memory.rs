@@ -54,8 +54,9 @@ const SHARDS: usize = 64;
 /// keys (at least 4096): amortised O(1) per new key, at the price of one caller paying the
 /// sweep (about 1 to 3 ms per 100 000 keys here, one shard locked at a time; call `sweep`
 /// from a background task and disable the automatic one with
-/// [`auto_sweep(false)`](MemoryLimiter::auto_sweep) to avoid that). [`max_keys`](MemoryLimiter::max_keys) adds a hard cap. See docs-ratelimit.md for
-/// measured bytes per key.
+/// [`auto_sweep(false)`](MemoryLimiter::auto_sweep) to avoid that).
+/// [`max_keys`](MemoryLimiter::max_keys) adds a hard cap. About 35 bytes per tracked key
+/// were measured at 1 000 000 keys (the README's Performance section).
 ///
 /// # Multi-limit policies
 ///
