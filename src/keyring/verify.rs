@@ -287,14 +287,12 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 
         let id = parsed.key_id();
         let secret = Zeroizing::new(parsed.expose_secret().to_owned());
+        let refuse = |reason, error| self.refuse(Some(&id), reason, ctx, now, error);
         let stored = match self.inner.store.get(&id).await {
             Ok(stored) => stored,
             Err(e) => {
-                return Err(self.refuse(
-                    Some(&id),
+                return Err(refuse(
                     FailureReason::Unavailable,
-                    ctx,
-                    now,
                     VerifyError::StoreUnavailable(e),
                 ));
             }
@@ -308,21 +306,9 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 .run(move || hashes.verify_dummy(secret.as_bytes()))
                 .await
             {
-                return Err(self.refuse(
-                    Some(&id),
-                    FailureReason::Unavailable,
-                    ctx,
-                    now,
-                    VerifyError::Overloaded,
-                ));
+                return Err(refuse(FailureReason::Unavailable, VerifyError::Overloaded));
             }
-            return Err(self.refuse(
-                Some(&id),
-                FailureReason::NotFound,
-                ctx,
-                now,
-                VerifyError::Invalid,
-            ));
+            return Err(refuse(FailureReason::NotFound, VerifyError::Invalid));
         };
 
         let hashes = self.inner.hashes.clone();
@@ -336,36 +322,18 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let verdict = match verdict {
             Ok(verdict) => verdict,
             Err(GateError::Overloaded) => {
-                return Err(self.refuse(
-                    Some(&id),
-                    FailureReason::Unavailable,
-                    ctx,
-                    now,
-                    VerifyError::Overloaded,
-                ));
+                return Err(refuse(FailureReason::Unavailable, VerifyError::Overloaded));
             }
             Err(GateError::Failed(e)) => Err(e),
         };
         let needs_rehash = match verdict {
             Ok(Verdict::Match { needs_rehash }) => needs_rehash,
             Ok(Verdict::Mismatch) => {
-                return Err(self.refuse(
-                    Some(&id),
-                    FailureReason::WrongSecret,
-                    ctx,
-                    now,
-                    VerifyError::Invalid,
-                ));
+                return Err(refuse(FailureReason::WrongSecret, VerifyError::Invalid));
             }
             Err(e) => {
                 tracing::error!(key_id = %id, error = %e, "stored hash could not be checked");
-                return Err(self.refuse(
-                    Some(&id),
-                    FailureReason::Unavailable,
-                    ctx,
-                    now,
-                    VerifyError::Internal(e),
-                ));
+                return Err(refuse(FailureReason::Unavailable, VerifyError::Internal(e)));
             }
         };
         if needs_rehash {
