@@ -5,12 +5,17 @@
 //! (`keymint::testing::run_store_conformance`, feature `testing`) against it.
 
 mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+mod postgres;
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{InvalidTableName, PgStore};
 
 use crate::error::StoreError;
 use crate::format::KeyId;

@@ -1,0 +1,539 @@
+//! [`PgStore`]: key records in PostgreSQL (feature `postgres`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Decrement, KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
+use crate::error::StoreError;
+use crate::format::KeyId;
+use crate::record::KeyRecord;
+
+/// Longest accepted table name (without schema), leaving room for index-name suffixes
+/// within PostgreSQL's 63-byte identifier limit.
+const MAX_TABLE_NAME: usize = 48;
+
+/// How often `decrement_remaining` retries when a concurrent write raised the remaining
+/// uses between its update and its follow-up read.
+const DECREMENT_ATTEMPTS: usize = 4;
+
+/// A table name that [`PgStore::table`] refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid table name: use 1 to 48 lowercase ascii letters, digits or underscores, not starting with a digit, optionally prefixed by `schema.`"
+)]
+pub struct InvalidTableName;
+
+/// Key records in a PostgreSQL table (feature `postgres`).
+///
+/// Clones share one connection pool. Call [`migrate`](Self::migrate) once (it is
+/// idempotent) before use.
+///
+/// One table holds every record: the id, owner, expiry and version as columns (for the
+/// primary key, the listings' indexes and compare-and-set) and the whole [`KeyRecord`] as
+/// JSONB. Every guarantee of the [`KeyStore`] contract is one SQL statement, so it holds
+/// across any number of processes sharing the database:
+///
+/// | operation | statement |
+/// |---|---|
+/// | `insert` | `INSERT .. ON CONFLICT (id) DO NOTHING` (no row: `Conflict`) |
+/// | `update` | `UPDATE .. WHERE id = $1 AND version = $2 RETURNING version`, with an existence check in the same statement (`Conflict` vs `NotFound`) |
+/// | `decrement_remaining` | `UPDATE .. WHERE remaining_uses >= $uses` rewriting the JSON field with `jsonb_set` |
+/// | `record_last_used` | one `UPDATE .. FROM UNNEST($ids, $times)` for the whole batch, only moving times forward |
+/// | `list_by_owner`, `list_expiring` | keyset pagination: `WHERE .. AND id > $after ORDER BY id LIMIT n + 1` |
+///
+/// Ids and owners use the `"C"` collation, so pages come in the same byte order as
+/// [`KeyId`]'s `Ord`. Timestamps compared by the database (`expires_at`, `last_used_at`) have
+/// PostgreSQL's microsecond resolution; the record itself keeps chrono's nanoseconds.
+///
+/// ```no_run
+/// use keymint::store::PgStore;
+/// use keymint::{IssueRequest, KeyFormat, Keyring};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PgStore::connect("postgres://app@127.0.0.1/app").await?.table("api_keys")?;
+/// store.migrate().await?; // CREATE TABLE / INDEX IF NOT EXISTS
+/// let keyring = Keyring::builder(KeyFormat::new("sk_live")?, store).build()?;
+/// let issued = keyring.issue(IssueRequest::new("acct_42", "CI deploy")).await?;
+/// # Ok(()) }
+/// ```
+///
+/// The connection URL (which may hold a password) is never kept or printed: `PgStore`'s
+/// `Debug` shows only the table name. TLS is not enabled in this build of sqlx (the
+/// `postgres` feature pulls no TLS stack); reach remote servers through a TLS-terminating
+/// proxy or build your own [`PgPool`] with sqlx's TLS features and pass it to
+/// [`PgStore::from_pool`].
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    table: Arc<str>,
+    sql: Arc<Statements>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The pool's options hold the connection URL's password: never print them.
+        f.debug_struct("PgStore")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store's SQL, built once per table name.
+struct Statements {
+    insert: Arc<str>,
+    get: Arc<str>,
+    update: Arc<str>,
+    decrement: Arc<str>,
+    remaining: Arc<str>,
+    last_used: Arc<str>,
+    by_owner: Arc<str>,
+    expiring: Arc<str>,
+    migrate: [Arc<str>; 3],
+}
+
+impl Statements {
+    fn new(table: &str) -> Self {
+        let index_base = table.rsplit('.').next().unwrap_or(table);
+        let s = |sql: String| -> Arc<str> { sql.into() };
+        Self {
+            insert: s(format!(
+                "INSERT INTO {table} (id, owner, expires_at, version, record) \
+                 VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (id) DO NOTHING"
+            )),
+            get: s(format!(
+                "SELECT version, record::text FROM {table} WHERE id = $1"
+            )),
+            // One statement: the compare-and-set, and (from the same snapshot) whether the id
+            // exists at all, to tell a stale version from an unknown id.
+            update: s(format!(
+                "WITH upd AS ( \
+                   UPDATE {table} SET \
+                     owner = $2, expires_at = $3, version = version + 1, \
+                     record = jsonb_set($5::jsonb, '{{version}}', to_jsonb(version + 1)) \
+                   WHERE id = $1 AND version = $4 RETURNING version) \
+                 SELECT (SELECT version FROM upd), EXISTS (SELECT 1 FROM {table} WHERE id = $1)"
+            )),
+            // Row locking re-checks the WHERE clause against the latest committed row, so
+            // concurrent decrements never take more than there is.
+            decrement: s(format!(
+                "UPDATE {table} SET \
+                   version = version + 1, \
+                   record = jsonb_set(jsonb_set(record, '{{remaining_uses}}', \
+                       to_jsonb((record->>'remaining_uses')::numeric - $2::numeric)), \
+                     '{{version}}', to_jsonb(version + 1)) \
+                 WHERE id = $1 AND jsonb_typeof(record->'remaining_uses') = 'number' \
+                   AND (record->>'remaining_uses')::numeric >= $2::numeric \
+                 RETURNING record->>'remaining_uses'"
+            )),
+            remaining: s(format!(
+                "SELECT record->'remaining_uses' IS NULL OR record->'remaining_uses' = 'null'::jsonb, \
+                   record->>'remaining_uses' FROM {table} WHERE id = $1"
+            )),
+            // `$3` holds each time as chrono serialises it, so the JSON keeps nanoseconds
+            // while the comparison uses the timestamptz in `$2`.
+            last_used: s(format!(
+                "UPDATE {table} AS k SET \
+                   version = k.version + 1, \
+                   record = jsonb_set(jsonb_set(k.record, '{{last_used_at}}', to_jsonb(b.at_text)), \
+                     '{{version}}', to_jsonb(k.version + 1)) \
+                 FROM UNNEST($1::text[], $2::timestamptz[], $3::text[]) AS b(id, at, at_text) \
+                 WHERE k.id = b.id AND ( \
+                   jsonb_typeof(k.record->'last_used_at') IS DISTINCT FROM 'string' \
+                   OR (k.record->>'last_used_at')::timestamptz < b.at)"
+            )),
+            by_owner: s(format!(
+                "SELECT version, record::text FROM {table} \
+                 WHERE owner = $1 AND id > $2 ORDER BY id LIMIT $3"
+            )),
+            expiring: s(format!(
+                "SELECT version, record::text FROM {table} \
+                 WHERE expires_at >= $1 AND expires_at < $2 AND id > $3 ORDER BY id LIMIT $4"
+            )),
+            migrate: [
+                s(format!(
+                    "CREATE TABLE IF NOT EXISTS {table} ( \
+                       id TEXT COLLATE \"C\" PRIMARY KEY, \
+                       owner TEXT COLLATE \"C\" NOT NULL, \
+                       expires_at TIMESTAMPTZ NULL, \
+                       version BIGINT NOT NULL, \
+                       record JSONB NOT NULL)"
+                )),
+                s(format!(
+                    "CREATE INDEX IF NOT EXISTS {index_base}_owner_id_idx ON {table} (owner, id)"
+                )),
+                s(format!(
+                    "CREATE INDEX IF NOT EXISTS {index_base}_expires_at_id_idx \
+                     ON {table} (expires_at, id) WHERE expires_at IS NOT NULL"
+                )),
+            ],
+        }
+    }
+}
+
+fn valid_identifier(part: &str) -> bool {
+    let bytes = part.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_TABLE_NAME
+        && !bytes[0].is_ascii_digit()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}
+
+fn validate_table(name: &str) -> Result<(), InvalidTableName> {
+    let mut parts = name.split('.');
+    let ok = match (parts.next(), parts.next(), parts.next()) {
+        (Some(table), None, None) => valid_identifier(table),
+        (Some(schema), Some(table), None) => valid_identifier(schema) && valid_identifier(table),
+        _ => false,
+    };
+    if ok { Ok(()) } else { Err(InvalidTableName) }
+}
+
+/// A value the store could not map between Rust and PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+enum MappingError {
+    #[error("record version does not fit in a postgres bigint")]
+    VersionRange,
+    #[error("stored record is not valid json for a key record")]
+    Record(#[source] serde_json::Error),
+    #[error("stored remaining_uses is not an unsigned 64-bit integer")]
+    Remaining,
+    #[error("remaining uses kept rising during decrement")]
+    Unsettled,
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+fn version_param(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(|_| StoreError::unavailable(MappingError::VersionRange))
+}
+
+fn record_json(record: &KeyRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::unavailable(MappingError::Record(e)))
+}
+
+fn decode_record(row: &PgRow) -> Result<KeyRecord, StoreError> {
+    let version: i64 = row.try_get(0).map_err(unavailable)?;
+    let json: &str = row.try_get(1).map_err(unavailable)?;
+    let mut record: KeyRecord =
+        serde_json::from_str(json).map_err(|e| StoreError::unavailable(MappingError::Record(e)))?;
+    // The column is authoritative for compare-and-set.
+    record.version =
+        u64::try_from(version).map_err(|_| StoreError::unavailable(MappingError::VersionRange))?;
+    Ok(record)
+}
+
+fn parse_remaining(text: Option<&str>) -> Result<u64, StoreError> {
+    text.and_then(|t| t.parse::<u64>().ok())
+        .ok_or_else(|| StoreError::unavailable(MappingError::Remaining))
+}
+
+fn page_of(rows: &[PgRow], limit: usize) -> Result<Page, StoreError> {
+    let mut items = Vec::with_capacity(rows.len().min(limit));
+    for row in rows.iter().take(limit) {
+        items.push(decode_record(row)?);
+    }
+    let next_after = if rows.len() > limit {
+        items.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Ok(Page { items, next_after })
+}
+
+fn page_limit(page: &PageRequest) -> usize {
+    page.limit.clamp(1, MAX_PAGE_SIZE)
+}
+
+impl PgStore {
+    /// The table name used unless [`PgStore::table`] sets another.
+    pub const DEFAULT_TABLE: &'static str = "keymint_keys";
+
+    /// How long [`connect`](Self::connect)'s pool waits for a connection before a call fails
+    /// with [`StoreError::Unavailable`].
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Connects a pool to `url` (`postgres://user:password@host:port/database`), using table
+    /// [`Self::DEFAULT_TABLE`].
+    ///
+    /// The pool has sqlx's defaults except for a [`CONNECT_TIMEOUT`](Self::CONNECT_TIMEOUT)
+    /// acquire timeout instead of 30 s: while the server is down, each store call (and so
+    /// each verification that reaches the store) fails closed after at most that long. For
+    /// other pool settings build a pool with `sqlx::postgres::PgPoolOptions` and use
+    /// [`from_pool`](Self::from_pool).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the URL is invalid or no connection could be opened
+    /// within the timeout.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(Self::CONNECT_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// A store on an existing pool (for your own pool options, timeouts or TLS), using
+    /// table [`Self::DEFAULT_TABLE`].
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            table: Self::DEFAULT_TABLE.into(),
+            sql: Arc::new(Statements::new(Self::DEFAULT_TABLE)),
+        }
+    }
+
+    /// Uses table `name` (`table` or `schema.table`; lowercase ASCII letters, digits and
+    /// underscores, at most 48 bytes each part) instead of [`Self::DEFAULT_TABLE`].
+    ///
+    /// # Errors
+    /// [`InvalidTableName`] for any other name: it is spliced into SQL, so nothing that
+    /// would need quoting is accepted.
+    pub fn table(mut self, name: &str) -> Result<Self, InvalidTableName> {
+        validate_table(name)?;
+        self.table = name.into();
+        self.sql = Arc::new(Statements::new(name));
+        Ok(self)
+    }
+
+    /// The table this store uses.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates the table and its two indexes if they do not exist. Safe to run on every
+    /// start and from several processes at once (it holds a transaction-scoped advisory
+    /// lock).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the server fails or refuses (for example, missing
+    /// privileges).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keymint.migrate'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        for sql in &self.sql.migrate {
+            sqlx::query(AssertSqlSafe(sql.clone()))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn try_decrement(&self, id: &KeyId, uses: &str) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(self.sql.decrement.clone()))
+            .bind(id.as_str())
+            .bind(uses)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let text: Option<&str> = row.try_get(0).map_err(unavailable)?;
+                parse_remaining(text).map(Some)
+            }
+        }
+    }
+}
+
+impl KeyStore for PgStore {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let json = record_json(record)?;
+        let done = sqlx::query(AssertSqlSafe(self.sql.insert.clone()))
+            .bind(record.id.as_str())
+            .bind(record.owner.as_str())
+            .bind(record.expires_at)
+            .bind(version_param(record.version)?)
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+                _ => unavailable(e),
+            })?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(self.sql.get.clone()))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(decode_record).transpose()
+    }
+
+    async fn update(&self, record: &KeyRecord) -> Result<u64, StoreError> {
+        let json = record_json(record)?;
+        let row = sqlx::query(AssertSqlSafe(self.sql.update.clone()))
+            .bind(record.id.as_str())
+            .bind(record.owner.as_str())
+            .bind(record.expires_at)
+            .bind(version_param(record.version)?)
+            .bind(json)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let new_version: Option<i64> = row.try_get(0).map_err(unavailable)?;
+        let exists: bool = row.try_get(1).map_err(unavailable)?;
+        match (new_version, exists) {
+            (Some(v), _) => {
+                u64::try_from(v).map_err(|_| StoreError::unavailable(MappingError::VersionRange))
+            }
+            (None, true) => Err(StoreError::Conflict),
+            (None, false) => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn decrement_remaining(&self, id: &KeyId, uses: u64) -> Result<Decrement, StoreError> {
+        let uses_text = uses.to_string();
+        for _ in 0..DECREMENT_ATTEMPTS {
+            if let Some(remaining) = self.try_decrement(id, &uses_text).await? {
+                return Ok(Decrement::Taken { remaining });
+            }
+            // Nothing taken: unknown id, unlimited, or too few uses. Decrements only lower
+            // the count, so a later read showing too few is a definite answer.
+            let row = sqlx::query(AssertSqlSafe(self.sql.remaining.clone()))
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?
+                .ok_or(StoreError::NotFound)?;
+            let unlimited: bool = row.try_get(0).map_err(unavailable)?;
+            if unlimited {
+                return Ok(Decrement::Unlimited);
+            }
+            let text: Option<&str> = row.try_get(1).map_err(unavailable)?;
+            let remaining = parse_remaining(text)?;
+            if remaining < uses {
+                return Ok(Decrement::Exhausted { remaining });
+            }
+            // An update raised the count between the two statements: try again.
+        }
+        Err(StoreError::unavailable(MappingError::Unsettled))
+    }
+
+    async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // One row per id (the latest time): UPDATE .. FROM applies only one source row per
+        // target row, and which one would be unspecified.
+        let mut latest: Vec<(&KeyId, DateTime<Utc>)> =
+            batch.iter().map(|(id, at)| (id, *at)).collect();
+        latest.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+        latest.dedup_by(|later, first| later.0 == first.0);
+        let mut ids = Vec::with_capacity(latest.len());
+        let mut ats = Vec::with_capacity(latest.len());
+        let mut texts = Vec::with_capacity(latest.len());
+        for (id, at) in latest {
+            ids.push(id.as_str().to_owned());
+            ats.push(at);
+            // chrono's serde form, as `KeyRecord` stores it (RFC 3339, nanoseconds kept).
+            let quoted = serde_json::to_string(&at)
+                .map_err(|e| StoreError::unavailable(MappingError::Record(e)))?;
+            texts.push(quoted.trim_matches('"').to_owned());
+        }
+        sqlx::query(AssertSqlSafe(self.sql.last_used.clone()))
+            .bind(ids)
+            .bind(ats)
+            .bind(texts)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn list_by_owner(&self, owner: &str, page: &PageRequest) -> Result<Page, StoreError> {
+        let limit = page_limit(page);
+        let rows = sqlx::query(AssertSqlSafe(self.sql.by_owner.clone()))
+            .bind(owner)
+            .bind(page.after.as_ref().map_or("", KeyId::as_str))
+            .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        page_of(&rows, limit)
+    }
+
+    async fn list_expiring(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        let limit = page_limit(page);
+        let rows = sqlx::query(AssertSqlSafe(self.sql.expiring.clone()))
+            .bind(from)
+            .bind(to)
+            .bind(page.after.as_ref().map_or("", KeyId::as_str))
+            .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        page_of(&rows, limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_that_need_no_quoting_are_accepted() {
+        for name in ["keymint_keys", "_k", "api_keys2", "auth.api_keys"] {
+            assert_eq!(validate_table(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn table_names_that_could_inject_or_need_quoting_are_refused() {
+        let long = "a".repeat(MAX_TABLE_NAME + 1);
+        for name in [
+            "",
+            "1keys",
+            "Keys",
+            "keys;drop table x",
+            "keys\"",
+            "a.b.c",
+            ".keys",
+            "keys.",
+            "ключи",
+            long.as_str(),
+        ] {
+            assert_eq!(validate_table(name), Err(InvalidTableName), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn statements_use_the_validated_table_name() {
+        let sql = Statements::new("auth.api_keys");
+        assert!(sql.insert.contains("INSERT INTO auth.api_keys "));
+        assert!(
+            sql.migrate[1].contains("api_keys_owner_id_idx ON auth.api_keys"),
+            "index names are unqualified: {}",
+            sql.migrate[1]
+        );
+    }
+}

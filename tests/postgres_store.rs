@@ -1,0 +1,230 @@
+//! `PgStore` against a real PostgreSQL server.
+//!
+//! The server tests are ignored by default and FAIL (not skip) when
+//! `KEYMINT_TEST_DATABASE_URL` is missing: run them with
+//! `bash .ci/services.sh cargo test --all-features -- --include-ignored`, which starts a
+//! throwaway server and sets the variable.
+#![cfg(all(feature = "postgres", feature = "testing"))]
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use keymint::store::PgStore;
+use keymint::{
+    IssueRequest, KeyFormat, KeyStatus, KeyStore, Keyring, KeyringError, ManualClock, StoreError,
+    VerifyContext, VerifyError,
+};
+use sqlx::postgres::PgPoolOptions;
+
+const NEEDS_DB: &str = "KEYMINT_TEST_DATABASE_URL must point at a PostgreSQL database \
+    (run `bash .ci/services.sh cargo test --all-features -- --include-ignored`)";
+
+fn database_url() -> String {
+    match std::env::var("KEYMINT_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!("{NEEDS_DB}"),
+    }
+}
+
+/// A table name of its own per test and run, so reruns on one database never collide.
+fn fresh_table(tag: &str) -> String {
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let random = RandomState::new().hash_one((std::process::id(), nanos, tag));
+    format!("keymint_test_{tag}_{random:016x}")
+}
+
+async fn fresh_store(tag: &str) -> PgStore {
+    let store = PgStore::connect(&database_url())
+        .await
+        .expect("connect to KEYMINT_TEST_DATABASE_URL")
+        .table(&fresh_table(tag))
+        .expect("valid table name");
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrate is idempotent");
+    store
+}
+
+/// A loopback port with nothing listening on it.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    let port = listener.local_addr().expect("local addr").port();
+    drop(listener);
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+async fn pg_store_meets_the_key_store_contract() {
+    keymint::testing::run_store_conformance(fresh_store("kit").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+async fn last_used_batch_keeps_the_latest_time_per_id_with_nanoseconds() {
+    let store = fresh_store("used").await;
+    let record = keymint::testing::sample_record("owner-used");
+    store.insert(&record).await.expect("insert");
+    let base = DateTime::from_timestamp(1_800_000_000, 123_456_789).expect("valid time");
+    let later = base + TimeDelta::seconds(30);
+    // The same id twice in one batch, the later time first: the later one must win.
+    store
+        .record_last_used(&[(record.id.clone(), later), (record.id.clone(), base)])
+        .await
+        .expect("batch");
+    let stored = store.get(&record.id).await.expect("get").expect("present");
+    assert_eq!(stored.last_used_at, Some(later), "nanoseconds kept");
+    assert_eq!(stored.version, record.version + 1, "one write, one bump");
+    // An earlier time changes nothing, not even the version.
+    store
+        .record_last_used(&[(record.id.clone(), base)])
+        .await
+        .expect("batch");
+    let again = store.get(&record.id).await.expect("get").expect("present");
+    assert_eq!(again, stored);
+    store.record_last_used(&[]).await.expect("empty batch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+async fn keyring_over_pg_store_issues_verifies_rotates_and_revokes() {
+    let store = fresh_store("keyring").await;
+    let clock = ManualClock::default();
+    let keyring = Keyring::builder(KeyFormat::new("sk_test").expect("format"), store.clone())
+        .clock(clock.clone())
+        .without_cache()
+        .build()
+        .expect("keyring");
+    let ctx = VerifyContext::new();
+
+    let issued = keyring
+        .issue(IssueRequest::new("acct_pg", "ci").scopes(["deploys:write"]))
+        .await
+        .expect("issue");
+    let verified = keyring
+        .verify(issued.key.expose_secret(), &ctx)
+        .await
+        .expect("verify the issued key");
+    assert_eq!(verified.owner(), "acct_pg");
+    assert_eq!(
+        store
+            .get(&issued.record.id)
+            .await
+            .expect("get")
+            .map(|r| r.hash),
+        Some(issued.record.hash.clone()),
+        "the record is in PostgreSQL"
+    );
+
+    let successor = keyring
+        .rotate(&issued.record.id, Some(TimeDelta::minutes(10)))
+        .await
+        .expect("rotate");
+    keyring
+        .verify(issued.key.expose_secret(), &ctx)
+        .await
+        .expect("old key works during the grace period");
+    keyring
+        .verify(successor.key.expose_secret(), &ctx)
+        .await
+        .expect("successor works");
+    clock.advance(TimeDelta::minutes(11));
+    assert!(matches!(
+        keyring.verify(issued.key.expose_secret(), &ctx).await,
+        Err(VerifyError::Expired)
+    ));
+    let old = store
+        .get(&issued.record.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(old.successor.as_ref(), Some(&successor.record.id));
+
+    keyring
+        .revoke(&successor.record.id, "laptop stolen")
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        keyring.verify(successor.key.expose_secret(), &ctx).await,
+        Err(VerifyError::Revoked)
+    ));
+    let revoked = store
+        .get(&successor.record.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(revoked.status, KeyStatus::Revoked);
+
+    let listed = keyring
+        .list_by_owner("acct_pg", &keymint::PageRequest::new(10))
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+async fn a_server_that_is_down_is_store_unavailable() {
+    // Same requirement as the other server tests, so a missing setup is loud here too.
+    let _ = database_url();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/keymint_test",
+        closed_port()
+    );
+
+    // (`PgStore::connect` would retry for its 5 s acquire timeout; a short one suffices.)
+    assert!(matches!(
+        PgStore::connect("not a url").await,
+        Err(StoreError::Unavailable(_))
+    ));
+
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy(&url)
+        .expect("lazy pool");
+    let store = PgStore::from_pool(pool);
+    let record = keymint::testing::sample_record("owner-down");
+    assert!(matches!(
+        store.get(&record.id).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.insert(&record).await,
+        Err(StoreError::Unavailable(_))
+    ));
+
+    let keyring = Keyring::builder(KeyFormat::new("sk_test").expect("format"), store)
+        .without_cache()
+        .build()
+        .expect("keyring");
+    let key = KeyFormat::new("sk_test")
+        .expect("format")
+        .generate()
+        .expect("randomness");
+    assert!(
+        matches!(
+            keyring
+                .verify(key.expose_secret(), &VerifyContext::new())
+                .await,
+            Err(VerifyError::StoreUnavailable(_))
+        ),
+        "verification must fail closed when the store is down"
+    );
+    assert!(matches!(
+        keyring.issue(IssueRequest::new("acct", "down")).await,
+        Err(KeyringError::Store(StoreError::Unavailable(_)))
+    ));
+}
+
+#[tokio::test]
+async fn debug_never_shows_the_connection_url() {
+    let pool = PgPoolOptions::new()
+        .connect_lazy("postgres://keymint:hunter2-secret@127.0.0.1:1/keys")
+        .expect("lazy pool");
+    let store = PgStore::from_pool(pool)
+        .table("auth.api_keys")
+        .expect("name");
+    let shown = format!("{store:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("auth.api_keys"), "{shown}");
+}
