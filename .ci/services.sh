@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts a throwaway Redis server on a free loopback port, runs "$@" with
-# KEYMINT_TEST_REDIS_URL set, and stops the server by PID on any exit.
+# Starts throwaway Redis and PostgreSQL servers on free loopback ports, runs "$@" with
+# KEYMINT_TEST_REDIS_URL and KEYMINT_TEST_DATABASE_URL set, and stops both by PID on any exit.
 set -euo pipefail
 
 WORK=$(mktemp -d)
@@ -16,22 +16,31 @@ free_port() { # first port in [$1,$1+200) with no listener on it
 }
 
 REDIS_PID=
+PG_PID=
 cleanup() {
   set +e
-  if [ -n "$REDIS_PID" ]; then
-    kill -TERM "$REDIS_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$REDIS_PID" 2>/dev/null || break; sleep 0.1; done
-  fi
+  if [ -n "$REDIS_PID" ]; then kill -TERM "$REDIS_PID" 2>/dev/null; fi
+  if [ -n "$PG_PID" ]; then kill -INT "$PG_PID" 2>/dev/null; fi # SIGINT: postgres "fast" shutdown
+  for _ in $(seq 1 50); do
+    { [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" 2>/dev/null; } ||
+      { [ -n "$PG_PID" ] && kill -0 "$PG_PID" 2>/dev/null; } || break
+    sleep 0.2
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-if ! command -v redis-server >/dev/null || ! command -v ss >/dev/null; then
+PACKAGES=()
+command -v redis-server >/dev/null || PACKAGES+=(redis-server)
+command -v ss >/dev/null || PACKAGES+=(iproute2)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || PACKAGES+=(postgresql)
+if [ ${#PACKAGES[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get -o DPkg::Lock::Timeout=120 update -qq
-  apt-get -o DPkg::Lock::Timeout=120 install -y -qq redis-server iproute2 >/dev/null
+  apt-get -o DPkg::Lock::Timeout=120 install -y -qq "${PACKAGES[@]}" >/dev/null
 fi
 
+# --- Redis -------------------------------------------------------------------
 REDIS_PORT=$(free_port 6390)
 mkdir -p "$WORK/redis"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
@@ -46,5 +55,21 @@ REDIS_PID=$(cat "$WORK/redis/redis.pid")
 [ "$(redis-cli -p "$REDIS_PORT" info server | tr -d '\r' | sed -n 's/^process_id://p')" = "$REDIS_PID" ]
 export KEYMINT_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
 echo "redis pid=$REDIS_PID $KEYMINT_TEST_REDIS_URL ($(redis-server --version | cut -d' ' -f3))"
+
+# --- PostgreSQL --------------------------------------------------------------
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+PG_PORT=$(free_port 5490)
+install -d -o postgres -g postgres -m 700 "$WORK/pgdata"
+install -d -o postgres -g postgres -m 775 "$WORK/pgsock"
+su postgres -s /bin/sh -c "$PGBIN/initdb -D $WORK/pgdata -U postgres --auth=trust -E UTF8 --locale=C.UTF-8" \
+  >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; exit 1; }
+su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $WORK/pgdata -l $WORK/pgdata/server.log -w -t 60 \
+  -o '-p $PG_PORT -k $WORK/pgsock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off' start" >/dev/null || { cat "$WORK/pgdata/server.log" >&2; exit 1; }
+PG_PID=$(head -1 "$WORK/pgdata/postmaster.pid")
+# The server answering must be ours (another job may have taken the port meanwhile).
+[ "$("$PGBIN/psql" -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres -c 'SHOW data_directory' postgres)" = "$WORK/pgdata" ]
+"$PGBIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c 'CREATE DATABASE keymint_test' postgres
+export KEYMINT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/keymint_test"
+echo "postgres pid=$PG_PID $KEYMINT_TEST_DATABASE_URL ($("$PGBIN/postgres" --version))"
 
 "$@"
