@@ -11,13 +11,34 @@ use crate::record::{KeyRecord, KeyStatus};
 use crate::store::{Decrement, MemoryStore, Page, PageRequest};
 use crate::{ManualClock, Verdict};
 
-/// A memory store that counts reads and writes and can be switched off.
-#[derive(Clone, Debug, Default)]
+/// A memory store that counts reads and writes, can be switched off, and can hold its
+/// next `get` (after reading) or `insert` (after writing) until the test lets it go: the
+/// window in which a concurrent change can land.
+#[derive(Clone, Debug)]
 struct Probe {
     inner: MemoryStore,
     gets: Arc<AtomicUsize>,
     last_used_writes: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
+    pause_next_get: Arc<AtomicBool>,
+    pause_next_insert: Arc<AtomicBool>,
+    paused: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            gets: Arc::default(),
+            last_used_writes: Arc::default(),
+            down: Arc::default(),
+            pause_next_get: Arc::default(),
+            pause_next_insert: Arc::default(),
+            paused: Arc::default(),
+            release: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +46,13 @@ struct Probe {
 struct Down;
 
 impl Probe {
+    async fn maybe_pause(&self, flag: &AtomicBool) {
+        if flag.swap(false, Ordering::SeqCst) {
+            self.paused.notify_one();
+            let _permit = self.release.acquire().await.expect("open");
+        }
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::unavailable(Down))
@@ -37,12 +65,16 @@ impl Probe {
 impl KeyStore for Probe {
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.insert(record).await
+        let done = self.inner.insert(record).await;
+        self.maybe_pause(&self.pause_next_insert).await;
+        done
     }
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         self.check()?;
         self.gets.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(id).await
+        let read = self.inner.get(id).await;
+        self.maybe_pause(&self.pause_next_get).await;
+        read
     }
     async fn update(&self, record: &KeyRecord) -> Result<u64, StoreError> {
         self.check()?;
@@ -1044,87 +1076,11 @@ mod rate_limits {
 }
 
 mod review_fixes {
-    use std::sync::atomic::AtomicBool;
-
-    use tokio::sync::{Notify, Semaphore};
-
     use super::*;
-
-    /// A store whose next `get` reads the record, then waits for a go-ahead before
-    /// returning it: a verification that read a record just before it was revoked.
-    #[derive(Clone, Debug)]
-    struct Stale {
-        inner: MemoryStore,
-        pause_next_get: Arc<AtomicBool>,
-        pause_next_insert: Arc<AtomicBool>,
-        entered: Arc<Notify>,
-        release: Arc<Semaphore>,
-    }
-
-    impl Default for Stale {
-        fn default() -> Self {
-            Self {
-                inner: MemoryStore::new(),
-                pause_next_get: Arc::default(),
-                pause_next_insert: Arc::default(),
-                entered: Arc::default(),
-                release: Arc::new(Semaphore::new(0)),
-            }
-        }
-    }
-
-    impl Stale {
-        async fn maybe_pause(&self, flag: &AtomicBool) {
-            if flag.swap(false, Ordering::SeqCst) {
-                self.entered.notify_one();
-                let _permit = self.release.acquire().await.expect("open");
-            }
-        }
-    }
-
-    impl KeyStore for Stale {
-        async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-            let done = self.inner.insert(record).await;
-            self.maybe_pause(&self.pause_next_insert).await;
-            done
-        }
-        async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-            let read = self.inner.get(id).await;
-            self.maybe_pause(&self.pause_next_get).await;
-            read
-        }
-        async fn update(&self, record: &KeyRecord) -> Result<u64, StoreError> {
-            self.inner.update(record).await
-        }
-        async fn decrement_remaining(
-            &self,
-            id: &KeyId,
-            uses: u64,
-        ) -> Result<Decrement, StoreError> {
-            self.inner.decrement_remaining(id, uses).await
-        }
-        async fn record_last_used(
-            &self,
-            batch: &[(KeyId, DateTime<Utc>)],
-        ) -> Result<(), StoreError> {
-            self.inner.record_last_used(batch).await
-        }
-        async fn list_by_owner(&self, owner: &str, page: &PageRequest) -> Result<Page, StoreError> {
-            self.inner.list_by_owner(owner, page).await
-        }
-        async fn list_expiring(
-            &self,
-            from: DateTime<Utc>,
-            to: DateTime<Utc>,
-            page: &PageRequest,
-        ) -> Result<Page, StoreError> {
-            self.inner.list_expiring(from, to, page).await
-        }
-    }
 
     #[tokio::test]
     async fn a_revocation_during_a_verification_is_not_undone_by_the_cache() {
-        let store = Stale::default();
+        let store = Probe::default();
         let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
             .hashes(fast_hashes())
             .build()
@@ -1143,7 +1099,7 @@ mod review_fixes {
                     .map(|_| ())
             })
         };
-        store.entered.notified().await; // the verification holds the pre-revocation record
+        store.paused.notified().await; // the verification holds the pre-revocation record
         keyring.revoke(&issued.record.id, "leaked").await.unwrap();
         store.release.add_permits(1);
         // The in-flight verification may succeed (it began before the revocation)...
@@ -1175,7 +1131,7 @@ mod review_fixes {
 
     #[tokio::test]
     async fn a_revocation_during_rotation_wins() {
-        let store = Stale::default();
+        let store = Probe::default();
         let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
             .hashes(fast_hashes())
             .build()
@@ -1188,7 +1144,7 @@ mod review_fixes {
             let id = issued.record.id.clone();
             tokio::spawn(async move { keyring.rotate(&id, None).await.map(|k| k.record.id) })
         };
-        store.entered.notified().await; // the successor is stored, not yet linked
+        store.paused.notified().await; // the successor is stored, not yet linked
         keyring.revoke(&issued.record.id, "leaked").await.unwrap();
         store.release.add_permits(1);
         let err = rotation.await.unwrap().unwrap_err();
