@@ -47,6 +47,12 @@
 //! | `admin:*:read` | `admin:*:read` | yes       | equal                                    |
 //! | `*:*:read`     | `admin:*:read` | yes       | broader                                  |
 //!
+//! Under `not`, a wildcard means "none of it": `not admin:*` holds only when no grant
+//! overlaps `admin:*` (shares a concrete scope with it), so `users:read and not admin:*`
+//! refuses a key that holds `admin:users`. Both readings fail closed, so neither
+//! `admin:*` nor `not admin:*` is satisfied by `admin:users` alone; for concrete scopes
+//! `not` is the plain negation.
+//!
 //! # Requirement language
 //!
 //! ```text

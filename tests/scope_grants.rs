@@ -209,3 +209,43 @@ fn requirement_serde_is_its_canonical_text() {
     let err = serde_json::from_str::<Requirement>(r#""a and""#).unwrap_err();
     assert!(err.to_string().contains("at byte 5"), "{err}");
 }
+
+#[test]
+fn a_wildcard_under_not_means_none_of_it() {
+    let needs = Requirement::parse("users:read and not admin:*").unwrap();
+    let set = |grants: &[&str]| grants.iter().map(|g| scope(g)).collect::<ScopeSet>();
+    // Holding one admin scope is enough to be refused.
+    let admin_users = set(&["users:read", "admin:users"]);
+    let refused = needs.check(&admin_users).unwrap_err();
+    assert_eq!(refused.forbidden(), [scope("admin:*")]);
+    assert!(needs.check(&set(&["users:read", "*:users"])).is_err());
+    assert!(needs.check(&set(&["users:read", "*"])).is_err());
+    assert!(
+        needs
+            .check(&set(&["users:read", "billing:read", "admin"]))
+            .is_ok()
+    );
+    // Neither reading lets a narrower grant through.
+    let only_admin_users = set(&["admin:users"]);
+    assert!(
+        !Requirement::parse("admin:*")
+            .unwrap()
+            .is_satisfied_by(&only_admin_users)
+    );
+    assert!(
+        !Requirement::parse("not admin:*")
+            .unwrap()
+            .is_satisfied_by(&only_admin_users)
+    );
+    // Double negation reads the wildcard as a positive again: all of it.
+    assert!(
+        !Requirement::parse("not not admin:*")
+            .unwrap()
+            .is_satisfied_by(&only_admin_users)
+    );
+    assert!(
+        Requirement::parse("not not admin:*")
+            .unwrap()
+            .is_satisfied_by(&set(&["admin:*"]))
+    );
+}

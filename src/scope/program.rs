@@ -13,6 +13,8 @@ use super::value::Scope;
 pub(crate) enum Op {
     /// `acc = granted covers scope`.
     Test(Scope),
+    /// `acc = some grant overlaps scope`: a wildcard under an odd number of `not`s.
+    TestOverlap(Scope),
     /// `acc = !acc`.
     Not,
     /// Jump forward to the index when `acc` is false.
@@ -23,22 +25,27 @@ pub(crate) enum Op {
 
 pub(crate) fn compile(expr: &Expr) -> Box<[Op]> {
     let mut ops = Vec::new();
-    emit(expr, &mut ops);
+    emit(expr, &mut ops, true);
     ops.into_boxed_slice()
 }
 
-fn emit(expr: &Expr, ops: &mut Vec<Op>) {
+/// `positive` is false under an odd number of `not`s, where a wildcard scope is tested for
+/// overlap instead of coverage (see `requirement::eval`).
+fn emit(expr: &Expr, ops: &mut Vec<Op>, positive: bool) {
     match expr {
-        Expr::Scope(scope) => ops.push(Op::Test(scope.clone())),
+        Expr::Scope(scope) if positive || scope.is_concrete() => {
+            ops.push(Op::Test(scope.clone()));
+        }
+        Expr::Scope(scope) => ops.push(Op::TestOverlap(scope.clone())),
         Expr::Not(inner) => {
-            emit(inner, ops);
+            emit(inner, ops, !positive);
             ops.push(Op::Not);
         }
         Expr::All(items) | Expr::Any(items) => {
             let all = matches!(expr, Expr::All(_));
             let mut jumps = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                emit(item, ops);
+                emit(item, ops, positive);
                 if i + 1 < items.len() {
                     jumps.push(ops.len());
                     ops.push(if all {
@@ -68,6 +75,7 @@ pub(crate) fn run(ops: &[Op], granted: &ScopeSet) -> bool {
         pc += 1;
         match op {
             Op::Test(scope) => acc = granted.covers(scope),
+            Op::TestOverlap(scope) => acc = granted.overlaps(scope),
             Op::Not => acc = !acc,
             Op::JumpIfFalse(to) => {
                 if !acc {

@@ -120,6 +120,10 @@ impl Requirement {
     }
 
     /// Not `self`: satisfied when `self` is not. Also available as the `!` operator.
+    ///
+    /// A wildcard scope under `not` means "none of it": `not admin:*` is refused when any
+    /// grant overlaps `admin:*` (see [`ScopeSet::overlaps`]), so that a wildcard never
+    /// makes a requirement easier to meet.
     #[allow(clippy::should_implement_trait)] // it is implemented too, by calling this
     #[must_use]
     pub fn not(self) -> Self {
@@ -162,7 +166,7 @@ impl Requirement {
     pub fn is_satisfied_by(&self, granted: &ScopeSet) -> bool {
         let satisfied = program::run(&self.program, granted);
         // The compiled program and the tree must agree; every debug-build test checks it.
-        debug_assert_eq!(satisfied, eval(&self.expr, granted), "{self:?}");
+        debug_assert_eq!(satisfied, eval(&self.expr, granted, true), "{self:?}");
         satisfied
     }
 
@@ -215,12 +219,20 @@ fn collect_scopes<'a>(expr: &'a Expr, out: &mut Vec<&'a Scope>) {
     }
 }
 
-fn eval(expr: &Expr, granted: &ScopeSet) -> bool {
+/// Evaluates `expr`, failing closed on wildcards in both directions: under an even number
+/// of `not`s (`positive`) a wildcard scope must be covered entirely (`admin:*` needs a
+/// grant at least as broad), under an odd number it must not be touched at all (`not
+/// admin:*` fails if any grant overlaps `admin:*`, such as `admin:users`). So neither
+/// `admin:*` nor `not admin:*` holds for a key with `admin:users`: wildcards never make a
+/// requirement easier to meet. For concrete scopes both readings agree, and `not` is the
+/// plain negation.
+fn eval(expr: &Expr, granted: &ScopeSet, positive: bool) -> bool {
     match expr {
-        Expr::Scope(scope) => granted.covers(scope),
-        Expr::Not(inner) => !eval(inner, granted),
-        Expr::All(items) => items.iter().all(|item| eval(item, granted)),
-        Expr::Any(items) => items.iter().any(|item| eval(item, granted)),
+        Expr::Scope(scope) if positive => granted.covers(scope),
+        Expr::Scope(scope) => granted.overlaps(scope),
+        Expr::Not(inner) => !eval(inner, granted, !positive),
+        Expr::All(items) => items.iter().all(|item| eval(item, granted, positive)),
+        Expr::Any(items) => items.iter().any(|item| eval(item, granted, positive)),
     }
 }
 
@@ -240,7 +252,10 @@ fn explain(expr: &Expr, granted: &ScopeSet, want: bool, report: &mut MissingScop
         // An `and` that should hold but does not: each failing item is to blame.
         // An `or` that should not hold but does: each holding item is to blame.
         Expr::All(items) | Expr::Any(items) if matches!(expr, Expr::All(_)) == want => {
-            for item in items.iter().filter(|item| eval(item, granted) != want) {
+            for item in items
+                .iter()
+                .filter(|item| eval(item, granted, want) != want)
+            {
                 explain(item, granted, want, report);
             }
         }

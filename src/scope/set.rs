@@ -68,6 +68,17 @@ impl ScopeSet {
         exact || self.trie.covers(required)
     }
 
+    /// Whether some grant overlaps `pattern`: shares at least one concrete scope with it
+    /// (see [`Scope::overlaps`]). This is what a wildcard means under `not` in a
+    /// [`Requirement`](super::Requirement): `not admin:*` holds only when no grant
+    /// overlaps `admin:*`. For a concrete `pattern`, the same as [`covers`](Self::covers).
+    pub fn overlaps(&self, pattern: &Scope) -> bool {
+        if pattern.is_concrete() {
+            return self.covers(pattern);
+        }
+        self.grants.iter().any(|grant| grant.overlaps(pattern))
+    }
+
     /// The grants, sorted.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Scope> + '_ {
         self.grants.iter()

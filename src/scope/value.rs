@@ -107,6 +107,41 @@ impl Scope {
         }
     }
 
+    /// Whether this scope and `other`, both read as patterns, stand for at least one
+    /// concrete scope in common (a `*` standing for one segment, a trailing `*` for one or
+    /// more). For a concrete `other`, the same as [`covers`](Self::covers).
+    ///
+    /// ```
+    /// use keymint::Scope;
+    ///
+    /// let s = |t| Scope::new(t).unwrap();
+    /// assert!(s("admin:users").overlaps(&s("admin:*")));
+    /// assert!(s("*:read").overlaps(&s("admin:*")));
+    /// assert!(!s("billing:read").overlaps(&s("admin:*")));
+    /// assert!(!s("admin").overlaps(&s("admin:*")));
+    /// ```
+    pub fn overlaps(&self, other: &Scope) -> bool {
+        let (mut a, mut b) = (self.0.as_bytes(), other.0.as_bytes());
+        let star = WILDCARD.as_bytes();
+        loop {
+            let (x, a_rest) = split_first_segment(a);
+            let (y, b_rest) = split_first_segment(b);
+            // A trailing `*` stands for one or more segments: it meets whatever the other
+            // pattern has left, which is at least this segment.
+            if (x == star && a_rest.is_none()) || (y == star && b_rest.is_none()) {
+                return true;
+            }
+            if !(x == star || y == star || x == y) {
+                return false;
+            }
+            match (a_rest, b_rest) {
+                (None, None) => return true,
+                (Some(p), Some(q)) => (a, b) = (p, q),
+                _ => return false,
+            }
+        }
+    }
+
     /// Wraps a string already known to be valid.
     pub(crate) fn from_trusted(scope: &str) -> Self {
         debug_assert!(validate(scope.as_bytes()).is_ok(), "{scope:?}");
