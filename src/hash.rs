@@ -44,6 +44,14 @@ pub trait SecretHasher: Send + Sync + fmt::Debug + 'static {
 
     /// Whether `stored` was made with other parameters than this hasher's current ones.
     fn needs_rehash(&self, stored: &Phc<'_>) -> bool;
+
+    /// Whether this hasher can check `stored`: by default, whether it is of this hasher's
+    /// [`algorithm`](Self::algorithm). Hashers keyed by a secret they may not hold (an
+    /// HMAC pepper by id) narrow it, so that a [`HashPolicy`] holding several hashers of
+    /// one algorithm hands each stored hash to the one that has its key.
+    fn accepts(&self, stored: &Phc<'_>) -> bool {
+        stored.algorithm() == self.algorithm()
+    }
 }
 
 /// A stored hash in PHC string format (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
@@ -205,10 +213,16 @@ impl HashPolicy {
     /// the verifier's own errors.
     pub fn verify(&self, secret: &[u8], stored: &str) -> Result<Verdict, HashError> {
         let phc = Phc::parse(stored)?;
-        let hasher = std::iter::once(&self.current)
-            .chain(&self.accepted)
-            .find(|h| h.algorithm() == phc.algorithm())
-            .ok_or_else(|| HashError::UnsupportedAlgorithm(phc.algorithm().to_owned()))?;
+        let mut hashers = std::iter::once(&self.current).chain(&self.accepted);
+        // The first hasher that can check this hash (algorithm and, for peppered hashers,
+        // key id); failing that, the first of its algorithm, whose error says what is
+        // missing (an unknown pepper, say).
+        let hasher = match hashers.clone().find(|h| h.accepts(&phc)) {
+            Some(hasher) => hasher,
+            None => hashers
+                .find(|h| h.algorithm() == phc.algorithm())
+                .ok_or_else(|| HashError::UnsupportedAlgorithm(phc.algorithm().to_owned()))?,
+        };
         if hasher.verify(secret, &phc)? {
             let needs_rehash =
                 !Arc::ptr_eq(hasher, &self.current) || self.current.needs_rehash(&phc);

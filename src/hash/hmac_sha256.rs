@@ -186,4 +186,11 @@ impl SecretHasher for HmacSha256Hasher {
     fn needs_rehash(&self, stored: &Phc<'_>) -> bool {
         stored.algorithm() != Self::ALGORITHM || stored.param("kid") != Some(&*self.current.0)
     }
+
+    fn accepts(&self, stored: &Phc<'_>) -> bool {
+        stored.algorithm() == Self::ALGORITHM
+            && stored
+                .param("kid")
+                .is_some_and(|kid| self.pepper(kid).is_some())
+    }
 }
