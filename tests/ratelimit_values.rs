@@ -192,3 +192,28 @@ fn credits_refill_keeps_phase_and_caps() {
     assert_eq!(Refill::new(0, TimeDelta::hours(1), 5), None);
     assert_eq!(Refill::new(1, TimeDelta::zero(), 5), None);
 }
+
+#[test]
+fn refill_periods_are_whole_milliseconds_and_survive_serde() {
+    use chrono::TimeDelta;
+    use keymint::ratelimit::Refill;
+    // Stored with millisecond resolution: anything finer would be rounded to another
+    // period (500 µs to zero, which could never be read back), so it is refused.
+    assert_eq!(Refill::new(1, TimeDelta::microseconds(500), 1), None);
+    assert_eq!(Refill::new(1, TimeDelta::nanoseconds(1_000_001), 1), None);
+    for period in [
+        TimeDelta::milliseconds(1),
+        TimeDelta::milliseconds(1500),
+        TimeDelta::days(30),
+    ] {
+        let refill = Refill::new(10, period, 100).unwrap();
+        let json = serde_json::to_string(&refill).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Refill>(&json).unwrap(),
+            refill,
+            "{json}"
+        );
+    }
+    // A stored zero period (written by a hand-edited row) is refused when read.
+    assert!(serde_json::from_str::<Refill>(r#"{"amount":1,"period_ms":0,"max":1}"#).is_err());
+}

@@ -23,9 +23,11 @@ pub struct Refill {
 
 impl Refill {
     /// `amount` more uses every `period`, never refilling above `max`. `None` when the
-    /// period is not positive or `amount` or `max` is zero.
+    /// period is not positive or not a whole number of milliseconds (the resolution it is
+    /// stored with), or when `amount` or `max` is zero.
     pub fn new(amount: u64, period: TimeDelta, max: u64) -> Option<Self> {
-        (period > TimeDelta::zero() && amount > 0 && max > 0).then_some(Self {
+        let whole_ms = period.subsec_nanos() % 1_000_000 == 0;
+        (period > TimeDelta::zero() && whole_ms && amount > 0 && max > 0).then_some(Self {
             amount,
             period,
             max,
