@@ -191,8 +191,8 @@ pub enum VerifyError {
     /// The key has no uses left.
     #[error("api key usage exhausted")]
     UsageExhausted,
-    /// Too many verifications are waiting for a hashing slot: refused at once rather than
-    /// queued without bound (see `KeyringBuilder::hash_concurrency`).
+    /// Too many verifications are on the uncached path (store lookup and hash): refused at
+    /// once rather than queued without bound (see `KeyringBuilder::uncached_concurrency`).
     #[error("too many verifications in progress")]
     Overloaded,
     /// The store could not answer: access is denied (fail closed).

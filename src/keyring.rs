@@ -29,6 +29,7 @@ mod issue;
 mod last_used;
 mod limits;
 mod manage;
+mod refusal;
 mod verify;
 
 use std::sync::Arc;
@@ -101,6 +102,7 @@ struct Inner<S, L> {
     audit: Option<Arc<dyn AuditSink>>,
     invalidation: Option<Arc<dyn CacheInvalidation>>,
     roles: crate::scope::Roles,
+    warnings: refusal::WarnEvery,
 }
 
 impl<S: KeyStore> Keyring<S> {

@@ -83,6 +83,11 @@ pub struct KeyRecord {
     /// The key that replaced this one through rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub successor: Option<KeyId>,
+    /// The id of the first key of this key's rotation chain, when it is a rotation
+    /// successor (`None`: the key is the first, so its lineage is its own id). Rate limits
+    /// and quotas are charged to the lineage, so rotating a key hands its budgets on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<KeyId>,
     /// Last successful verification, written with debouncing (so it may lag by the
     /// debounce interval).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +115,12 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// The lineage: the id of the first key of this key's rotation chain (its own id
+    /// unless it was issued by a rotation).
+    pub fn lineage(&self) -> &KeyId {
+        self.lineage.as_ref().unwrap_or(&self.id)
+    }
+
     /// Whether the key is past its expiry at `now`.
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_some_and(|at| now >= at)

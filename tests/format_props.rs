@@ -20,6 +20,11 @@ use keymint::{
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
+#[path = "support/format_reference.rs"]
+#[allow(dead_code)] // the key-moving helpers serve other test binaries
+mod format_reference;
+use format_reference::{BASE62, reference_checksum};
+
 /// `cases` cases per property; failures are saved beside this file in
 /// `format_props.proptest-regressions` (commit it: the saved cases run first next time).
 /// Integration tests have no `lib.rs` above them, so proptest's default location does not
@@ -32,35 +37,6 @@ fn config(cases: u32) -> ProptestConfig {
         ))),
         ..ProptestConfig::default()
     }
-}
-
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// CRC-32/ISO-HDLC, bit by bit (reflected polynomial 0xEDB88320), from its definition.
-fn reference_crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// The 6-character checksum of the format contract: base62, most significant digit first.
-fn reference_checksum(body: &str) -> String {
-    let mut value = reference_crc32(body.as_bytes());
-    let mut out = [b'0'; 6];
-    for slot in out.iter_mut().rev() {
-        *slot = BASE62[(value % 62) as usize];
-        value /= 62;
-    }
-    String::from_utf8(out.to_vec()).unwrap()
 }
 
 /// A key's parts and its full text.

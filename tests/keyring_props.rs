@@ -2,7 +2,7 @@
 //!
 //! Every verification must give exactly the outcome the model predicts; in particular a
 //! revoked key never verifies again, an expired key never verifies, and uses are never
-//! over-spent.
+//! over-spent: a key and its rotation successors share one balance.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use keymint::{
@@ -44,12 +44,13 @@ struct Model {
     key: String,
     status: Status,
     expires_at: Option<DateTime<Utc>>,
-    uses: Option<u64>,
+    /// Index of the balance this key spends: one per lineage, shared across rotations.
+    balance: usize,
     rotated: bool,
     ever_revoked: bool,
 }
 
-fn expected(m: &Model, now: DateTime<Utc>) -> Result<(), &'static str> {
+fn expected(m: &Model, uses: Option<u64>, now: DateTime<Utc>) -> Result<(), &'static str> {
     match m.status {
         Status::Revoked => return Err("revoked"),
         Status::Disabled => return Err("disabled"),
@@ -58,7 +59,7 @@ fn expected(m: &Model, now: DateTime<Utc>) -> Result<(), &'static str> {
     if m.expires_at.is_some_and(|at| now >= at) {
         return Err("expired");
     }
-    if m.uses == Some(0) {
+    if uses == Some(0) {
         return Err("usage_exhausted");
     }
     Ok(())
@@ -92,6 +93,7 @@ fn run(
         .expect("keyring");
         let ctx = VerifyContext::new();
         let mut keys: Vec<Model> = Vec::new();
+        let mut balances: Vec<Option<u64>> = uses.to_vec();
         for i in 0..2 {
             let mut request = IssueRequest::new("owner", format!("k{i}"));
             if let Some(n) = uses[i] {
@@ -106,7 +108,7 @@ fn run(
                 key: issued.key.expose_secret().to_owned(),
                 status: Status::Active,
                 expires_at: issued.record.expires_at,
-                uses: uses[i],
+                balance: i,
                 rotated: false,
                 ever_revoked: false,
             });
@@ -117,13 +119,13 @@ fn run(
                 Op::Verify(k) => {
                     let Some(m) = keys.get_mut(k) else { continue };
                     let got = keyring.verify(&m.key, &ctx).await;
-                    let want = expected(m, now);
+                    let want = expected(m, balances[m.balance], now);
                     prop_assert_eq!(got.as_ref().map(|_| ()).map_err(VerifyError::code), want);
                     if m.ever_revoked {
                         prop_assert!(got.is_err(), "a revoked key verified");
                     }
                     if got.is_ok() {
-                        if let Some(n) = m.uses.as_mut() {
+                        if let Some(n) = balances[m.balance].as_mut() {
                             *n -= 1;
                         }
                     }
@@ -168,20 +170,17 @@ fn run(
                         key: issued.key.expose_secret().to_owned(),
                         status: Status::Active,
                         expires_at: m.expires_at,
-                        uses: issued.record.remaining_uses,
+                        balance: m.balance,
                         rotated: false,
                         ever_revoked: false,
                     };
                     prop_assert_eq!(
-                        successor.uses,
-                        m.uses,
+                        issued.record.remaining_uses,
+                        balances[m.balance],
                         "the successor takes over the uses left"
                     );
+                    // Both keys now draw on that one balance, so rotation never doubles it.
                     m.expires_at = Some(m.expires_at.map_or(cutoff, |at| at.min(cutoff)));
-                    // ...and the old key keeps none, so a rotation never doubles them.
-                    if m.uses.is_some() {
-                        m.uses = Some(0);
-                    }
                     keys.push(successor);
                 }
                 Op::Advance(secs) => clock.advance(TimeDelta::seconds(secs)),

@@ -1,5 +1,6 @@
-//! Running CPU-heavy hashing off the async executor.
+//! Running CPU-heavy hashing off the async executor, and bounding the uncached path.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::HashError;
@@ -36,16 +37,28 @@ where
     task.await;
 }
 
-/// Bounds the hashing that unauthenticated requests can cause.
+/// Bounds the work that unauthenticated requests can cause: the store lookup and the
+/// secret hash of every verification the cache cannot answer.
 ///
-/// Forged keys pass the checksum (CRC-32 is public), and each costs one Argon2 run; without
-/// a bound, a flood of them would occupy every blocking thread and `19 MiB × threads` of
-/// memory. At most `concurrency` hashes run at once and at most `max_waiting` requests
-/// wait; beyond that, verification is refused at once (HTTP 503) instead of queueing.
+/// Forged keys pass the checksum (CRC-32 is public), and each costs one store read and one
+/// Argon2 run; without a bound, a flood of them would take every database connection,
+/// every blocking thread and `19 MiB × threads` of memory. At most `concurrency`
+/// verifications are on the uncached path at once and at most `max_waiting` wait for a
+/// place; beyond that, verification is refused at once (HTTP 503) instead of queueing.
+///
+/// A place is a [`Slot`]. It is taken before the lookup and given back only when the hash
+/// it admitted has finished: the slot moves into the blocking task, so a caller that stops
+/// waiting (an HTTP timeout, a client disconnect) frees nothing while Argon2 still runs.
 #[derive(Debug)]
 pub(crate) struct HashGate {
+    inner: Arc<GateInner>,
+}
+
+#[derive(Debug)]
+struct GateInner {
     #[cfg(feature = "tokio")]
-    permits: tokio::sync::Semaphore,
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Verifications waiting for or holding a slot.
     inside: AtomicUsize,
     capacity: usize,
 }
@@ -59,43 +72,77 @@ pub(crate) enum GateError {
     Failed(HashError),
 }
 
-/// Leaves the gate when dropped, also when the waiting future is cancelled.
-struct Leave<'a>(&'a AtomicUsize);
+/// Counts one verification inside the gate until dropped, wherever it is dropped: in the
+/// caller while it waits, or in the blocking task once the work is done.
+#[derive(Debug)]
+struct Inside(Arc<GateInner>);
 
-impl Drop for Leave<'_> {
+impl Drop for Inside {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.inside.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// One place on the uncached path, held from before the store lookup until the hash
+/// finishes.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    // Field order is drop order: the permit frees the hashing place first, then the count.
+    #[cfg(feature = "tokio")]
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _inside: Inside,
 }
 
 impl HashGate {
     pub(crate) fn new(concurrency: usize, max_waiting: usize) -> Self {
         let concurrency = concurrency.max(1);
         Self {
-            #[cfg(feature = "tokio")]
-            permits: tokio::sync::Semaphore::new(concurrency),
-            inside: AtomicUsize::new(0),
-            capacity: concurrency.saturating_add(max_waiting),
+            inner: Arc::new(GateInner {
+                #[cfg(feature = "tokio")]
+                permits: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+                inside: AtomicUsize::new(0),
+                capacity: concurrency.saturating_add(max_waiting),
+            }),
         }
     }
 
-    /// Runs `work` off the executor once a slot is free, or refuses when the queue is full.
-    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, GateError>
+    /// Waits for a slot, or refuses at once when `concurrency + max_waiting` verifications
+    /// are already inside.
+    pub(crate) async fn enter(&self) -> Result<Slot, GateError> {
+        if self.inner.inside.fetch_add(1, Ordering::AcqRel) >= self.inner.capacity {
+            self.inner.inside.fetch_sub(1, Ordering::AcqRel);
+            return Err(GateError::Overloaded);
+        }
+        let inside = Inside(self.inner.clone());
+        #[cfg(feature = "tokio")]
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| GateError::Failed(HashError::Backend("hash gate closed")))?;
+        Ok(Slot {
+            #[cfg(feature = "tokio")]
+            _permit: permit,
+            _inside: inside,
+        })
+    }
+}
+
+impl Slot {
+    /// Runs `work` off the executor, keeping this slot taken until `work` returns, even if
+    /// the caller stops waiting for the result.
+    pub(crate) async fn run<T, F>(self, work: F) -> Result<T, GateError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        if self.inside.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.inside.fetch_sub(1, Ordering::AcqRel);
-            return Err(GateError::Overloaded);
-        }
-        let _leave = Leave(&self.inside);
-        #[cfg(feature = "tokio")]
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| GateError::Failed(HashError::Backend("hash gate closed")))?;
-        run_blocking(work).await.map_err(GateError::Failed)
+        run_blocking(move || {
+            let _slot = self;
+            work()
+        })
+        .await
+        .map_err(GateError::Failed)
     }
 }

@@ -33,8 +33,11 @@ pub struct KeyringBuilder<S, L = MemoryLimiter> {
     audit: Option<Arc<dyn AuditSink>>,
     invalidation: Option<Arc<dyn CacheInvalidation>>,
     roles: Roles,
-    hash_concurrency: Option<(usize, usize)>,
+    uncached_concurrency: Option<(usize, usize)>,
 }
+
+/// Seconds between two warnings about failing verifications (the rest are counted).
+const WARN_INTERVAL_SECS: i64 = 10;
 
 /// Default verified-key cache lifetime.
 pub const DEFAULT_CACHE_TTL: TimeDelta = TimeDelta::seconds(30);
@@ -65,7 +68,7 @@ impl<S: KeyStore> KeyringBuilder<S> {
             audit: None,
             invalidation: None,
             roles: Roles::new(),
-            hash_concurrency: None,
+            uncached_concurrency: None,
         }
     }
 }
@@ -145,18 +148,31 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
             audit: self.audit,
             invalidation: self.invalidation,
             roles: self.roles,
-            hash_concurrency: self.hash_concurrency,
+            uncached_concurrency: self.uncached_concurrency,
         }
     }
 
-    /// At most `concurrency` secret hashes run at once, and at most `max_waiting`
-    /// verifications wait for one; more are refused with
-    /// [`VerifyError::Overloaded`](crate::VerifyError::Overloaded) (503). Default: one per
-    /// CPU, and 64 waiting per slot. This bounds the memory and threads that forged keys
-    /// (which pass the public checksum) can make Argon2 use.
-    pub fn hash_concurrency(mut self, concurrency: usize, max_waiting: usize) -> Self {
-        self.hash_concurrency = Some((concurrency, max_waiting));
+    /// At most `concurrency` verifications take the uncached path (the store lookup and
+    /// the secret hash) at once, and at most `max_waiting` wait for a place; more are
+    /// refused with [`VerifyError::Overloaded`](crate::VerifyError::Overloaded) (503).
+    /// Default: one per CPU, and 64 waiting per place.
+    ///
+    /// Forged keys pass the public checksum, so this is what bounds the database
+    /// connections, blocking threads and Argon2 memory (19 MiB per hash at the defaults)
+    /// that a flood of them can take. A place is held until the hash it admitted has
+    /// finished, also when the caller gives up waiting. Keep `concurrency` below your
+    /// store's connection pool size, so that uncached verifications can never take every
+    /// connection from the rest of the keyring (credits, updates).
+    pub fn uncached_concurrency(mut self, concurrency: usize, max_waiting: usize) -> Self {
+        self.uncached_concurrency = Some((concurrency, max_waiting));
         self
+    }
+
+    /// The old name of [`uncached_concurrency`](Self::uncached_concurrency), which now
+    /// bounds the store lookup as well as the hash.
+    #[deprecated(since = "0.1.0", note = "renamed to `uncached_concurrency`")]
+    pub fn hash_concurrency(self, concurrency: usize, max_waiting: usize) -> Self {
+        self.uncached_concurrency(concurrency, max_waiting)
     }
 
     /// Defines a rate-limit policy that keys may name
@@ -220,12 +236,14 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
         // Built now, not on the first unknown id: that request would otherwise take twice
         // as long as a wrong secret, and a failure here would silently drop the padding.
         self.hashes.prepare_dummy()?;
-        let (concurrency, max_waiting) = self.hash_concurrency.unwrap_or_else(|| {
+        let (concurrency, max_waiting) = self.uncached_concurrency.unwrap_or_else(|| {
             let cpus = std::thread::available_parallelism().map_or(1, usize::from);
             (cpus, cpus * 64)
         });
         if concurrency == 0 {
-            return Err(KeyringError::Config("hash concurrency must be at least 1"));
+            return Err(KeyringError::Config(
+                "uncached concurrency must be at least 1",
+            ));
         }
         if self.last_used_debounce < TimeDelta::zero() {
             return Err(KeyringError::Config(
@@ -260,6 +278,7 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
                 invalidation: self.invalidation,
                 roles: self.roles,
                 gate: super::blocking::HashGate::new(concurrency, max_waiting),
+                warnings: super::refusal::WarnEvery::new(WARN_INTERVAL_SECS),
             }),
         })
     }

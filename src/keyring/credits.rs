@@ -28,12 +28,15 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// Applies the refills due at `now` to the stored record, under compare-and-set so
     /// that processes racing to refill add each period once. Updates this process's cached
     /// copy so the next verification does not see the refill as due again.
+    ///
+    /// `cached` is the verified key when `id` is its own record (not a successor whose
+    /// uses it draws on).
     pub(super) async fn refill_credits(
         &self,
-        key: &Authenticated,
+        id: &KeyId,
+        cached: Option<&Authenticated>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let id: &KeyId = &key.record.id;
         for _ in 0..REFILL_ATTEMPTS {
             let generation = self.inner.cache.as_ref().map_or(0, |c| c.generation());
             let Some(mut fresh) = self.inner.store.get(id).await? else {
@@ -59,7 +62,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                     Err(e) => return Err(e),
                 }
             }
-            if let Some(cache) = &self.inner.cache {
+            if let (Some(cache), Some(key)) = (&self.inner.cache, cached) {
                 let refreshed = Authenticated {
                     record: fresh,
                     granted: key.granted.clone(),

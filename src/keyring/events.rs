@@ -102,6 +102,10 @@ pub enum FailureReason {
     NotFound,
     /// The record exists but the secret does not match.
     WrongSecret,
+    /// The secret matches a record stored under another prefix: a key moved to another
+    /// prefix with a recomputed checksum (the caller sees the same error as for a wrong
+    /// secret).
+    WrongPrefix,
     /// Revoked.
     Revoked,
     /// Disabled.
@@ -120,7 +124,9 @@ pub enum FailureReason {
     RateLimited,
     /// Over the failed-attempt throttle of its client address.
     Throttled,
-    /// Store or hash failure.
+    /// Too many verifications were already on the uncached path.
+    Overloaded,
+    /// Store, limiter or hash failure, or a configuration error.
     Unavailable,
 }
 

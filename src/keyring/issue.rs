@@ -6,6 +6,7 @@ use super::Keyring;
 use super::blocking::run_blocking;
 use crate::cidr::Cidr;
 use crate::error::{KeyringError, StoreError};
+use crate::format::KeyId;
 use crate::ratelimit::RateLimiter;
 use crate::ratelimit::Refill;
 use crate::record::{KeyRecord, KeyStatus};
@@ -305,6 +306,8 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             rate_limit_policy: request.rate_limit_policy,
             allowed_networks: request.allowed_networks,
             metadata: request.metadata,
+            lineage: None,
+            last_refill_at: None,
         };
         self.mint(template).await
     }
@@ -322,6 +325,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 
     /// Generates, hashes and inserts a key, retrying on an id collision.
     pub(super) async fn mint(&self, t: RecordTemplate) -> Result<IssuedKey, KeyringError> {
+        let created_at = self.inner.clock.now();
         for _ in 0..ID_ATTEMPTS {
             let key = self.inner.format.generate()?;
             let secret = zeroize::Zeroizing::new(key.parsed().expose_secret().to_owned());
@@ -338,16 +342,20 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 environment: t.environment.clone(),
                 scopes: t.scopes.clone(),
                 roles: t.roles.clone(),
-                created_at: self.inner.clock.now(),
+                created_at,
                 not_before: t.not_before,
                 expires_at: t.expires_at,
                 status: KeyStatus::Active,
                 revocation: None,
                 successor: None,
+                lineage: t.lineage.clone(),
                 last_used_at: None,
                 remaining_uses: t.remaining_uses,
                 credit_refill: t.credit_refill,
-                last_refill_at: t.credit_refill.map(|_| self.inner.clock.now()),
+                // A successor continues its predecessor's refill schedule.
+                last_refill_at: t
+                    .credit_refill
+                    .map(|_| t.last_refill_at.unwrap_or(created_at)),
                 rate_limit_policy: t.rate_limit_policy.clone(),
                 allowed_networks: t.allowed_networks.clone(),
                 metadata: t.metadata.clone(),
@@ -392,6 +400,8 @@ impl RecordTemplate {
             rate_limit_policy: old.rate_limit_policy.clone(),
             allowed_networks: old.allowed_networks.clone(),
             metadata: old.metadata.clone(),
+            lineage: Some(old.lineage().clone()),
+            last_refill_at: old.last_refill_at.or(Some(old.created_at)),
         }
     }
 
@@ -409,11 +419,14 @@ impl RecordTemplate {
         r.rate_limit_policy.clone_from(&self.rate_limit_policy);
         r.allowed_networks.clone_from(&self.allowed_networks);
         r.metadata.clone_from(&self.metadata);
+        if self.credit_refill.is_some() {
+            r.last_refill_at = self.last_refill_at;
+        }
     }
 }
 
 /// The attributes of a record to mint (shared by issue and rotate).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(super) struct RecordTemplate {
     pub(super) owner: String,
     pub(super) name: String,
@@ -428,4 +441,8 @@ pub(super) struct RecordTemplate {
     pub(super) rate_limit_policy: Option<String>,
     pub(super) allowed_networks: Vec<Cidr>,
     pub(super) metadata: serde_json::Value,
+    /// The predecessor's lineage, for a rotation successor.
+    pub(super) lineage: Option<KeyId>,
+    /// The predecessor's refill phase, for a rotation successor.
+    pub(super) last_refill_at: Option<DateTime<Utc>>,
 }

@@ -353,12 +353,24 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 
     /// Issues a successor with the same owner, name, scopes, roles, limits and metadata,
     /// and lets the old key work for `grace` more (the keyring's default when `None`),
-    /// after which it verifies as expired. The successor keeps the old key's expiry.
+    /// after which it verifies as expired. The grace period never outlives the old key's
+    /// own expiry, and the successor keeps that expiry.
+    ///
+    /// Budgets belong to the key's lineage, not to one record: the successor is charged
+    /// against the same rate limits and quotas as its predecessor, and a metered key's
+    /// remaining uses move to the successor, which both keys then draw on during the grace
+    /// period (together never more than were left); its refill schedule keeps its phase.
+    ///
+    /// All or nothing: the successor is stored first, and the old record changes in one
+    /// compare-and-set at the end. If anything fails before that write, the old key is left
+    /// exactly as it was (the unlinked successor, whose secret nobody has seen, is revoked)
+    /// and the rotation can simply be tried again.
     ///
     /// # Errors
-    /// [`KeyringError::InvalidState`] for a revoked or already rotated key,
-    /// [`KeyringError::NotFound`], [`KeyringError::InvalidRequest`] for a negative grace,
-    /// or a store, hash or randomness failure.
+    /// [`KeyringError::InvalidState`] for a revoked, disabled or already rotated key,
+    /// [`KeyringError::NotFound`], [`KeyringError::InvalidRequest`] for a grace outside
+    /// 0..=366 days, [`KeyringError::Contention`] when the old key kept changing, or a
+    /// store, hash or randomness failure.
     pub async fn rotate(
         &self,
         id: &KeyId,
@@ -370,77 +382,97 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 "grace must be between 0 and 366 days".into(),
             ));
         }
-        let old = self.get(id).await?;
-        check_rotatable(&old)?;
-        let issued = self.mint(RecordTemplate::successor_of(&old)).await?;
-        let new_id = issued.record.id.clone();
-        let result = self.link_successor(id, &new_id, grace).await;
-        match result {
-            Ok((old, record)) => {
-                let old_expires_at = old.expires_at.unwrap_or(old.created_at);
-                tracing::info!(key_id = %id, successor = %new_id, "api key rotated");
-                self.audit(|| AuditEvent::Rotated {
-                    old: id.clone(),
-                    new: new_id.clone(),
-                    old_expires_at,
-                });
-                Ok(IssuedKey {
-                    key: issued.key,
-                    record,
-                })
-            }
-            Err(e) => {
-                // Do not leave an unlinked successor usable.
-                let _ = self
-                    .revoke(&new_id, "rotation of its predecessor failed")
-                    .await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Links `new_id` as the successor of `id` under compare-and-set, re-checking the old
-    /// key's state (a revoke or disable that landed while the successor was minted wins),
-    /// then gives the successor the old key's attributes as they were at that moment. A
-    /// metered key hands its remaining uses over, so rotation never doubles them.
-    async fn link_successor(
-        &self,
-        id: &KeyId,
-        new_id: &KeyId,
-        grace: TimeDelta,
-    ) -> Result<(KeyRecord, KeyRecord), KeyringError> {
         let cutoff = self
             .inner
             .clock
             .now()
             .checked_add_signed(grace)
             .ok_or_else(|| KeyringError::InvalidRequest("grace out of range".into()))?;
-        let at_link = std::sync::Mutex::new(None);
-        let old = self
-            .modify(id, |r| {
-                check_rotatable(r)?;
-                *at_link.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(RecordTemplate::successor_of(r));
-                r.successor = Some(new_id.clone());
-                r.expires_at = Some(r.expires_at.map_or(cutoff, |at| at.min(cutoff)));
-                if r.remaining_uses.is_some() {
-                    r.remaining_uses = Some(0);
-                    r.credit_refill = None;
+        let mut old = self.get(id).await?;
+        check_rotatable(&old)?;
+        let mut template = RecordTemplate::successor_of(&old);
+        let mut issued = self.mint(template.clone()).await?;
+        let new_id = issued.record.id.clone();
+
+        for _ in 0..UPDATE_ATTEMPTS {
+            let mut linked = old.clone();
+            linked.successor = Some(new_id.clone());
+            linked.expires_at = Some(linked.expires_at.map_or(cutoff, |at| at.min(cutoff)));
+            if linked.remaining_uses.is_some() {
+                // The balance now lives in the successor.
+                linked.remaining_uses = Some(0);
+                linked.credit_refill = None;
+                linked.last_refill_at = None;
+            }
+            match self.inner.store.update(&linked).await {
+                Ok(version) => {
+                    linked.version = version;
+                    self.changed(id);
+                    let old_expires_at = linked.expires_at.unwrap_or(cutoff);
+                    tracing::info!(key_id = %id, successor = %new_id, "api key rotated");
+                    self.audit(|| AuditEvent::Rotated {
+                        old: id.clone(),
+                        new: new_id.clone(),
+                        old_expires_at,
+                    });
+                    return Ok(issued);
                 }
-                Ok(())
-            })
-            .await?;
-        let template = at_link
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
-            .ok_or(KeyringError::Contention)?;
-        let successor = self
-            .modify(new_id, |r| {
-                template.apply_to(r);
-                Ok(())
-            })
-            .await?;
-        Ok((old, successor))
+                Err(StoreError::Conflict) => {}
+                Err(e) => {
+                    // The write may have landed before the error (a lost reply): only an
+                    // old record that is known not to be linked lets the successor go.
+                    if let Ok(Some(now_stored)) = self.inner.store.get(id).await {
+                        if now_stored.successor.as_ref() == Some(&new_id) {
+                            return Ok(issued);
+                        }
+                        self.abandon_successor(&new_id).await;
+                    }
+                    return Err(e.into());
+                }
+            }
+            // The old key changed meanwhile (a use, a last-used write, an update): re-check
+            // it and bring the successor up to date before trying again.
+            old = match self.get(id).await {
+                Ok(old) => old,
+                Err(e) => {
+                    self.abandon_successor(&new_id).await;
+                    return Err(e);
+                }
+            };
+            if let Err(e) = check_rotatable(&old) {
+                self.abandon_successor(&new_id).await;
+                return Err(e);
+            }
+            let current = RecordTemplate::successor_of(&old);
+            if current != template {
+                let mut successor = issued.record.clone();
+                current.apply_to(&mut successor);
+                match self.inner.store.update(&successor).await {
+                    Ok(version) => {
+                        successor.version = version;
+                        issued.record = successor;
+                        template = current;
+                    }
+                    Err(e) => {
+                        self.abandon_successor(&new_id).await;
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        self.abandon_successor(&new_id).await;
+        Err(KeyringError::Contention)
+    }
+
+    /// Revokes a successor that was never linked to its predecessor. Nobody holds its
+    /// secret, so if even this fails the record is inert; it is revoked for tidiness.
+    async fn abandon_successor(&self, id: &KeyId) {
+        if let Err(e) = self
+            .revoke(id, "rotation of its predecessor did not complete")
+            .await
+        {
+            tracing::warn!(key_id = %id, error = %e, "unlinked rotation successor not revoked");
+        }
     }
 
     /// Keys owned by `owner`, a page at a time.

@@ -1030,6 +1030,10 @@ mod rate_limits {
             .issue(IssueRequest::new("a", "n").rate_limit_policy("generous"))
             .await
             .unwrap();
+        let uncached = keyring
+            .issue(IssueRequest::new("a", "second").rate_limit_policy("generous"))
+            .await
+            .unwrap();
         let key = issued.key.expose_secret();
         let attacker = VerifyContext::new().client_ip("198.51.100.7".parse().unwrap());
         let neighbour = VerifyContext::new().client_ip("198.51.100.8".parse().unwrap());
@@ -1052,7 +1056,10 @@ mod rate_limits {
             Err(VerifyError::Invalid)
         ));
         let reads = store.gets.load(Ordering::SeqCst);
-        let err = keyring.verify(key, &attacker).await.unwrap_err();
+        let err = keyring
+            .verify(uncached.key.expose_secret(), &attacker)
+            .await
+            .unwrap_err();
         assert!(matches!(err, VerifyError::Throttled(_)), "{err:?}");
         assert_eq!(err.status_code(), 429);
         assert_eq!(
@@ -1060,7 +1067,14 @@ mod rate_limits {
             reads,
             "a throttled client must not reach the store"
         );
-        keyring.verify(key, &neighbour).await.unwrap();
+        // A key already in the cache costs no lookup and no hash: it passes the throttle,
+        // so one attacker behind a shared address cannot lock verified keys out.
+        keyring.verify(key, &attacker).await.unwrap();
+        assert_eq!(store.gets.load(Ordering::SeqCst), reads);
+        keyring
+            .verify(uncached.key.expose_secret(), &neighbour)
+            .await
+            .unwrap();
 
         clock.advance(TimeDelta::seconds(20));
         keyring.verify(key, &attacker).await.unwrap();
@@ -1168,7 +1182,7 @@ mod review_fixes {
         let f = fixture();
         let issued = f
             .keyring
-            .issue(IssueRequest::new("a", "n").remaining_uses(2))
+            .issue(IssueRequest::new("a", "n").remaining_uses(3))
             .await
             .unwrap();
         f.keyring
@@ -1176,21 +1190,26 @@ mod review_fixes {
             .await
             .unwrap();
         let successor = f.keyring.rotate(&issued.record.id, None).await.unwrap();
-        assert_eq!(successor.record.remaining_uses, Some(1));
-        assert!(matches!(
-            f.keyring.verify(issued.key.expose_secret(), &ctx()).await,
-            Err(VerifyError::UsageExhausted)
-        ));
-        f.keyring
+        assert_eq!(successor.record.remaining_uses, Some(2));
+        // During the grace period both keys work, drawing on one balance.
+        let old = f
+            .keyring
+            .verify(issued.key.expose_secret(), &ctx())
+            .await
+            .unwrap();
+        assert_eq!(old.remaining_uses(), Some(1));
+        let new = f
+            .keyring
             .verify(successor.key.expose_secret(), &ctx())
             .await
             .unwrap();
-        assert!(matches!(
-            f.keyring
-                .verify(successor.key.expose_secret(), &ctx())
-                .await,
-            Err(VerifyError::UsageExhausted)
-        ));
+        assert_eq!(new.remaining_uses(), Some(0));
+        for key in [&issued.key, &successor.key] {
+            assert!(matches!(
+                f.keyring.verify(key.expose_secret(), &ctx()).await,
+                Err(VerifyError::UsageExhausted)
+            ));
+        }
     }
 
     #[tokio::test]
@@ -1275,7 +1294,7 @@ mod review_fixes {
             .verify(key, &VerifyContext::new().cost(0))
             .await
             .unwrap();
-        assert_eq!(peek.remaining_uses(), None);
+        assert_eq!(peek.remaining_uses(), Some(3));
         assert_eq!(
             keyring.get(&issued.record.id).await.unwrap().remaining_uses,
             Some(3)
@@ -1355,7 +1374,7 @@ mod hash_gate {
         // prepare_dummy() hashes, which does not block; verifications do.
         let keyring = Keyring::builder(format, store)
             .hashes(HashPolicy::new(held))
-            .hash_concurrency(1, 0)
+            .uncached_concurrency(1, 0)
             .without_cache()
             .build()
             .unwrap();

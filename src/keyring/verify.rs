@@ -8,14 +8,41 @@ use zeroize::Zeroizing;
 
 use super::blocking::{GateError, spawn_or_run};
 use super::limits::RateLimitDenial;
-use super::{AuditEvent, FailureReason, Keyring};
-use crate::error::{ParseError, VerifyError};
+use super::refusal::Refusal;
+use super::{AuditEvent, Keyring};
+use crate::error::VerifyError;
 use crate::format::{KeyId, ParsedKey};
 use crate::hash::Verdict;
-use crate::ratelimit::{Decision, Policy, RateLimitError, RateLimitHeaders, RateLimiter};
+use crate::ratelimit::{Credits, Decision, Policy, RateLimitError, RateLimitHeaders, RateLimiter};
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::{Requirement, ScopeSet};
 use crate::store::{Decrement, KeyStore};
+
+/// Most rotations followed to find the record that holds a lineage's uses: one store read
+/// per rotation since, paid only by metered keys still in their grace period.
+const MAX_CREDIT_HOPS: usize = 32;
+
+fn gate_refusal(error: GateError) -> Refusal {
+    match error {
+        GateError::Overloaded => Refusal::Overloaded,
+        GateError::Failed(e) => Refusal::Internal(e),
+    }
+}
+
+/// The uses a stored record holds at `now`, counting refills that are due but not yet
+/// written.
+fn credits_now(record: &KeyRecord, now: DateTime<Utc>) -> u64 {
+    let Some(remaining) = record.remaining_uses else {
+        return u64::MAX;
+    };
+    Credits {
+        remaining,
+        refill: record.credit_refill,
+        last_refill: record.last_refill_at.unwrap_or(record.created_at),
+    }
+    .refilled(now)
+    .remaining
+}
 
 /// What the caller knows about the request a key was presented with.
 ///
@@ -131,211 +158,127 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let now = self.inner.clock.now();
         let parsed = match self.inner.format.parse(presented) {
             Ok(parsed) => parsed,
-            Err(ParseError::PrefixMismatch) => {
-                self.throttle_charge(ctx);
-                return Err(self.refuse(
-                    None,
-                    FailureReason::UnknownPrefix,
-                    ctx,
-                    now,
-                    VerifyError::UnknownPrefix,
-                ));
-            }
-            Err(e) => {
-                self.throttle_charge(ctx);
-                return Err(self.refuse(
-                    None,
-                    FailureReason::Malformed,
-                    ctx,
-                    now,
-                    VerifyError::Malformed(e),
-                ));
-            }
+            Err(e) => return Err(self.refuse(None, Refusal::from_parse(e), ctx, now)),
         };
+        match self.check(presented, &parsed, ctx, now).await {
+            Ok(verified) => Ok(verified),
+            Err(refusal) => Err(self.refuse(Some(parsed.id()), refusal, ctx, now)),
+        }
+    }
 
-        self.throttle_check(ctx, now)?;
-        let key = match self.authenticate(presented, &parsed, ctx, now).await {
-            Ok(key) => key,
-            Err(e) => {
-                if matches!(e, VerifyError::Invalid) {
-                    self.throttle_charge(ctx);
-                }
-                return Err(e);
-            }
-        };
+    /// Every step after parsing, in order.
+    async fn check(
+        &self,
+        presented: &str,
+        parsed: &ParsedKey<'_>,
+        ctx: &VerifyContext<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<VerifiedKey, Refusal> {
+        let key = self.authenticate(presented, parsed, ctx, now).await?;
         let record = &key.record;
-        let fail = |reason, err| Err(self.refuse(Some(&record.id), reason, ctx, now, err));
 
         match record.status {
             KeyStatus::Active => {}
-            KeyStatus::Revoked => return fail(FailureReason::Revoked, VerifyError::Revoked),
-            KeyStatus::Disabled => return fail(FailureReason::Disabled, VerifyError::Disabled),
+            KeyStatus::Revoked => return Err(Refusal::Revoked),
+            KeyStatus::Disabled => return Err(Refusal::Disabled),
         }
         if record.not_before.is_some_and(|nb| now < nb) {
-            return fail(FailureReason::NotYetValid, VerifyError::NotYetValid);
+            return Err(Refusal::NotYetValid);
         }
         if record.is_expired_at(now) {
-            return fail(FailureReason::Expired, VerifyError::Expired);
+            return Err(Refusal::Expired);
         }
         if !record.allowed_networks.is_empty()
             && !ctx
                 .client_ip
                 .is_some_and(|ip| record.allowed_networks.iter().any(|n| n.contains(ip)))
         {
-            return fail(
-                FailureReason::ClientNotAllowed,
-                VerifyError::ClientNotAllowed,
-            );
+            return Err(Refusal::ClientNotAllowed);
         }
-
         if let Some(requirement) = ctx.requirement {
-            if let Err(missing) = requirement.check(&key.granted) {
-                return fail(
-                    FailureReason::InsufficientScope,
-                    VerifyError::InsufficientScope(missing),
-                );
-            }
+            requirement
+                .check(&key.granted)
+                .map_err(Refusal::InsufficientScope)?;
         }
 
-        let policy = match &record.rate_limit_policy {
-            Some(name) => match self.inner.policies.get(name) {
-                Some(policy) => Some(policy.clone()),
-                None => {
-                    tracing::error!(key_id = %record.id, policy = %name, "key names an undefined rate-limit policy");
-                    return fail(FailureReason::Unavailable, VerifyError::UnknownPolicy);
-                }
-            },
-            None => self.inner.default_policy.clone(),
-        };
         let cost = ctx.cost.unwrap_or(1);
-        let rate_limit = match policy {
-            None => None,
-            Some(policy) => match self
-                .inner
-                .limiter
-                .check(record.id.as_str(), &policy, cost)
-                .await
-            {
-                Ok(decision) if decision.allowed => Some((policy, decision)),
-                Ok(decision) => {
-                    return fail(
-                        FailureReason::RateLimited,
-                        VerifyError::RateLimited(RateLimitDenial::new(policy, decision)),
-                    );
-                }
-                Err(e @ RateLimitError::CostTooHigh { .. }) => {
-                    return fail(FailureReason::Unavailable, VerifyError::InvalidCost(e));
-                }
-                Err(e) => {
-                    return fail(
-                        FailureReason::Unavailable,
-                        VerifyError::RateLimiterUnavailable(e),
-                    );
-                }
-            },
-        };
-
-        let mut remaining_uses = None;
-        // Credits are spent by the same weight as the rate limit; a peek spends none.
-        if record.remaining_uses.is_some() && cost > 0 {
-            if super::credits::refill_due(record, now) {
-                if let Err(e) = self.refill_credits(&key, now).await {
-                    return fail(FailureReason::Unavailable, VerifyError::StoreUnavailable(e));
-                }
-            }
-            match self
-                .inner
-                .store
-                .decrement_remaining(&record.id, u64::from(cost))
-                .await
-            {
-                Ok(Decrement::Taken { remaining }) => remaining_uses = Some(remaining),
-                Ok(Decrement::Unlimited) => {}
-                Ok(Decrement::Exhausted { .. }) => {
-                    return fail(FailureReason::UsageExhausted, VerifyError::UsageExhausted);
-                }
-                Err(e) => {
-                    return fail(FailureReason::Unavailable, VerifyError::StoreUnavailable(e));
-                }
-            }
-        }
+        let rate_limit = self.charge_rate_limit(record, cost).await?;
+        let remaining_uses = self.spend_credits(&key, cost, now).await?;
 
         self.note_use(&record.id, now).await;
         tracing::debug!(key_id = %record.id, "api key verified");
         Ok(VerifiedKey {
-            key: key.clone(),
+            key,
             remaining_uses,
             rate_limit,
         })
     }
 
-    /// Steps 2 and 3: the cached record, or the stored one after a constant-time secret check.
+    /// The lookup and the constant-time secret check: the cached record, or the stored one.
+    ///
+    /// A cache hit costs no store read and no hash, so it skips the failed-attempt
+    /// throttle: an attacker sharing a client address cannot lock out keys that are already
+    /// verified. Everything past the cache is the expensive path: throttled per client and
+    /// bounded as a whole by the hash gate, whose slot is held from before the lookup until
+    /// the hash has finished.
     async fn authenticate(
         &self,
         presented: &str,
         parsed: &ParsedKey<'_>,
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Arc<Authenticated>, VerifyError> {
+    ) -> Result<Arc<Authenticated>, Refusal> {
         let digest = self.inner.cache.as_ref().map(|c| c.digest(presented));
         let generation = self.inner.cache.as_ref().map_or(0, |c| c.generation());
         if let (Some(cache), Some(digest)) = (&self.inner.cache, &digest) {
             if let Some(key) = cache.get(parsed.id(), digest, now) {
-                return Ok(key);
+                // The digest covers the whole key, prefix included, so this holds for every
+                // hit; checked anyway, since a moved key must never ride on a cache entry.
+                if key.record.prefix.as_str() == parsed.prefix() {
+                    return Ok(key);
+                }
             }
         }
 
+        self.throttle_check(ctx)?;
+        let slot = self.inner.gate.enter().await.map_err(gate_refusal)?;
         let id = parsed.key_id();
         let secret = Zeroizing::new(parsed.expose_secret().to_owned());
-        let refuse = |reason, error| self.refuse(Some(&id), reason, ctx, now, error);
-        let stored = match self.inner.store.get(&id).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                return Err(refuse(
-                    FailureReason::Unavailable,
-                    VerifyError::StoreUnavailable(e),
-                ));
-            }
-        };
+        let stored = self
+            .inner
+            .store
+            .get(&id)
+            .await
+            .map_err(Refusal::StoreUnavailable)?;
+        let hashes = self.inner.hashes.clone();
         let Some(record) = stored else {
             // Same work as a wrong secret, so timing does not reveal which ids exist.
-            let hashes = self.inner.hashes.clone();
-            if let Err(GateError::Overloaded) = self
-                .inner
-                .gate
-                .run(move || hashes.verify_dummy(secret.as_bytes()))
+            slot.run(move || hashes.verify_dummy(secret.as_bytes()))
                 .await
-            {
-                return Err(refuse(FailureReason::Unavailable, VerifyError::Overloaded));
-            }
-            return Err(refuse(FailureReason::NotFound, VerifyError::Invalid));
+                .map_err(gate_refusal)?;
+            return Err(Refusal::NotFound);
         };
 
-        let hashes = self.inner.hashes.clone();
         let stored_hash = record.hash.clone();
         let check_secret = secret.clone();
-        let verdict = self
-            .inner
-            .gate
+        let verdict = slot
             .run(move || hashes.verify(check_secret.as_bytes(), stored_hash.as_str()))
-            .await;
-        let verdict = match verdict {
-            Ok(verdict) => verdict,
-            Err(GateError::Overloaded) => {
-                return Err(refuse(FailureReason::Unavailable, VerifyError::Overloaded));
-            }
-            Err(GateError::Failed(e)) => Err(e),
-        };
+            .await
+            .map_err(gate_refusal)?;
         let needs_rehash = match verdict {
             Ok(Verdict::Match { needs_rehash }) => needs_rehash,
-            Ok(Verdict::Mismatch) => {
-                return Err(refuse(FailureReason::WrongSecret, VerifyError::Invalid));
-            }
+            Ok(Verdict::Mismatch) => return Err(Refusal::WrongSecret),
             Err(e) => {
-                tracing::error!(key_id = %id, error = %e, "stored hash could not be checked");
-                return Err(refuse(FailureReason::Unavailable, VerifyError::Internal(e)));
+                tracing::debug!(key_id = %id, error = %e, "stored hash could not be checked");
+                return Err(Refusal::Internal(e));
             }
         };
+        // The hash covers only the secret segment, so a key re-prefixed with a recomputed
+        // (public) checksum matches too: the record must belong to the presented prefix.
+        // Checked after the hash, so a moved key costs exactly what a wrong secret costs.
+        if record.prefix.as_str() != parsed.prefix() {
+            return Err(Refusal::WrongPrefix);
+        }
         if needs_rehash {
             self.rehash(record.clone(), secret).await;
         }
@@ -347,57 +290,153 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         Ok(key)
     }
 
-    /// Refuses a client whose failed-attempt budget is spent (a peek: charges nothing).
-    fn throttle_check(
+    /// Step 7: the key's policy (its own, else the keyring's default), charged to the
+    /// key's lineage so that rotation hands the budget on instead of resetting it.
+    async fn charge_rate_limit(
         &self,
-        ctx: &VerifyContext<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<(), VerifyError> {
-        let Some(throttle) = &self.inner.throttle else {
-            return Ok(());
+        record: &KeyRecord,
+        cost: u32,
+    ) -> Result<Option<(Arc<Policy>, Decision)>, Refusal> {
+        let policy = match &record.rate_limit_policy {
+            Some(name) => match self.inner.policies.get(name) {
+                Some(policy) => policy.clone(),
+                None => {
+                    tracing::debug!(key_id = %record.id, policy = %name, "key names an undefined rate-limit policy");
+                    return Err(Refusal::UnknownPolicy);
+                }
+            },
+            None => match &self.inner.default_policy {
+                Some(policy) => policy.clone(),
+                None => return Ok(None),
+            },
         };
-        match throttle.check(ctx.client_ip) {
-            Ok(()) => Ok(()),
-            Err(denial) => Err(self.refuse(
-                None,
-                FailureReason::Throttled,
-                ctx,
-                now,
-                VerifyError::Throttled(denial),
+        match self
+            .inner
+            .limiter
+            .check(record.lineage().as_str(), &policy, cost)
+            .await
+        {
+            Ok(decision) if decision.allowed => Ok(Some((policy, decision))),
+            Ok(decision) => Err(Refusal::RateLimited(RateLimitDenial::new(policy, decision))),
+            Err(e @ RateLimitError::CostTooHigh { .. }) => Err(Refusal::InvalidCost(e)),
+            Err(e) => Err(Refusal::LimiterUnavailable(e)),
+        }
+    }
+
+    /// Step 8: uses left, spent by the request's weight (a peek spends none but is refused
+    /// when none are left). A rotated key's uses moved to its successor, which both keys
+    /// draw on during the grace period; a copy of the record that predates the rotation
+    /// (another process's cache) finds out when its own balance is exhausted.
+    async fn spend_credits(
+        &self,
+        key: &Authenticated,
+        cost: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, Refusal> {
+        if key.record.remaining_uses.is_none() {
+            return Ok(None);
+        }
+        let mut holder: Option<KeyRecord> = None;
+        for _ in 0..MAX_CREDIT_HOPS {
+            let current = holder.as_ref().unwrap_or(&key.record);
+            if cost == 0 {
+                // A peek reads the balance as stored, refilled as it would be now.
+                let fresh = self.stored_record(&current.id).await?;
+                if let (Some(0), Some(next)) = (fresh.remaining_uses, &fresh.successor) {
+                    holder = Some(self.stored_record(next).await?);
+                    continue;
+                }
+                return match fresh.remaining_uses {
+                    None => Ok(None),
+                    Some(_) => match credits_now(&fresh, now) {
+                        0 => Err(Refusal::UsageExhausted),
+                        left => Ok(Some(left)),
+                    },
+                };
+            }
+            if super::credits::refill_due(current, now) {
+                let cached = (current.id == key.record.id).then_some(key);
+                self.refill_credits(&current.id, cached, now)
+                    .await
+                    .map_err(Refusal::StoreUnavailable)?;
+            }
+            match self
+                .inner
+                .store
+                .decrement_remaining(&current.id, u64::from(cost))
+                .await
+                .map_err(Refusal::StoreUnavailable)?
+            {
+                Decrement::Taken { remaining } => return Ok(Some(remaining)),
+                Decrement::Unlimited => return Ok(None),
+                Decrement::Exhausted { .. } => {
+                    let fresh = self.stored_record(&current.id).await?;
+                    match &fresh.successor {
+                        Some(next) if fresh.remaining_uses.is_some() => {
+                            holder = Some(self.stored_record(next).await?);
+                        }
+                        _ => return Err(Refusal::UsageExhausted),
+                    }
+                }
+            }
+        }
+        // A chain of rotations longer than any grace period allows: fail closed.
+        Err(Refusal::UsageExhausted)
+    }
+
+    /// A record that must exist (it was just verified or is linked as a successor).
+    async fn stored_record(&self, id: &KeyId) -> Result<KeyRecord, Refusal> {
+        match self.inner.store.get(id).await {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(Refusal::StoreUnavailable(
+                crate::error::StoreError::NotFound,
             )),
+            Err(e) => Err(Refusal::StoreUnavailable(e)),
         }
     }
 
-    /// Charges one failed attempt to the client's address.
-    fn throttle_charge(&self, ctx: &VerifyContext<'_>) {
-        if let Some(throttle) = &self.inner.throttle {
-            throttle.charge(ctx.client_ip);
+    /// Refuses a client whose failed-attempt budget is spent (a peek: charges nothing).
+    fn throttle_check(&self, ctx: &VerifyContext<'_>) -> Result<(), Refusal> {
+        match &self.inner.throttle {
+            Some(throttle) => throttle.check(ctx.client_ip).map_err(Refusal::Throttled),
+            None => Ok(()),
         }
     }
 
+    /// Logs and audits a refusal, charges the failed-attempt throttle for authentication
+    /// failures, and turns it into the caller's error.
     fn refuse(
         &self,
-        id: Option<&KeyId>,
-        reason: FailureReason,
+        id: Option<&str>,
+        refusal: Refusal,
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
-        error: VerifyError,
     ) -> VerifyError {
-        // Garbage is logged at debug so that a flood of it cannot flood the logs.
-        if matches!(
-            reason,
-            FailureReason::Malformed | FailureReason::UnknownPrefix
-        ) {
-            tracing::debug!(reason = error.code(), "api key refused");
+        if refusal.is_authentication_failure() {
+            if let Some(throttle) = &self.inner.throttle {
+                throttle.charge(ctx.client_ip);
+            }
+        }
+        let reason = refusal.reason();
+        let failure = refusal.is_failure();
+        let error = refusal.into_error();
+        // Refusals are the request's business and cost a debug line at most: a flood of
+        // forged keys must not flood the logs. Failures of the service itself are warnings,
+        // one every few seconds with a count of the rest.
+        if failure {
+            if let Some(suppressed) = self.inner.warnings.admit(now.timestamp()) {
+                tracing::warn!(
+                    reason = error.code(),
+                    error = %error,
+                    suppressed,
+                    "api key verification could not be completed"
+                );
+            }
         } else {
-            tracing::info!(
-                key_id = id.map(KeyId::as_str),
-                reason = error.code(),
-                "api key refused"
-            );
+            tracing::debug!(key_id = id, reason = error.code(), "api key refused");
         }
         self.audit(|| AuditEvent::VerificationFailed {
-            id: id.cloned(),
+            id: id.map(KeyId::from_checked),
             reason,
             client_ip: ctx.client_ip,
             at: now,
@@ -413,12 +452,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             let hashes = keyring.inner.hashes.clone();
             // Through the gate: an upgrade wave must not crowd out verifications; when
             // it is full the upgrade simply happens on a later verification.
-            let fresh = match keyring
-                .inner
-                .gate
-                .run(move || hashes.hash(secret.as_bytes()))
-                .await
-            {
+            let Ok(slot) = keyring.inner.gate.enter().await else {
+                return;
+            };
+            let fresh = match slot.run(move || hashes.hash(secret.as_bytes())).await {
                 Ok(Ok(fresh)) => fresh,
                 Ok(Err(e)) | Err(GateError::Failed(e)) => {
                     tracing::warn!(key_id = %record.id, error = %e, "rehash failed");

@@ -1,14 +1,4 @@
-//! The [`KeyStore`] conformance kit (feature `testing`).
-//!
-//! One call runs the whole store contract against any implementation, so hosts can prove
-//! their own store before trusting it with keys:
-//!
-//! ```
-//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-//! # async fn main() {
-//! keymint::testing::run_store_conformance(keymint::MemoryStore::new()).await;
-//! # }
-//! ```
+//! The [`KeyStore`] conformance kit.
 //!
 //! It panics with a message naming the broken guarantee. Give it an empty store (or a
 //! fresh schema): it writes records with random ids and owners of its own.
@@ -53,6 +43,7 @@ pub fn sample_record(owner: &str) -> KeyRecord {
         status: KeyStatus::Active,
         revocation: None,
         successor: None,
+        lineage: None,
         last_used_at: None,
         remaining_uses: None,
         credit_refill: None,

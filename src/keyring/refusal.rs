@@ -1,0 +1,175 @@
+//! Why a verification stopped: one value that yields both the precise reason for the audit
+//! sink and the error the caller sees (where an unknown id, a wrong secret and a key moved
+//! to another prefix are one [`VerifyError::Invalid`]).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use super::events::FailureReason;
+use super::limits::RateLimitDenial;
+use crate::error::{HashError, ParseError, StoreError, VerifyError};
+use crate::ratelimit::RateLimitError;
+use crate::scope::MissingScopes;
+
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Malformed(ParseError),
+    UnknownPrefix,
+    NotFound,
+    WrongSecret,
+    /// The secret matched a record stored under another prefix.
+    WrongPrefix,
+    Revoked,
+    Disabled,
+    Expired,
+    NotYetValid,
+    ClientNotAllowed,
+    InsufficientScope(MissingScopes),
+    RateLimited(RateLimitDenial),
+    Throttled(RateLimitDenial),
+    UnknownPolicy,
+    InvalidCost(RateLimitError),
+    LimiterUnavailable(RateLimitError),
+    UsageExhausted,
+    Overloaded,
+    StoreUnavailable(StoreError),
+    Internal(HashError),
+}
+
+impl Refusal {
+    pub(crate) fn from_parse(error: ParseError) -> Self {
+        match error {
+            ParseError::PrefixMismatch => Self::UnknownPrefix,
+            other => Self::Malformed(other),
+        }
+    }
+
+    pub(crate) fn reason(&self) -> FailureReason {
+        match self {
+            Self::Malformed(_) => FailureReason::Malformed,
+            Self::UnknownPrefix => FailureReason::UnknownPrefix,
+            Self::NotFound => FailureReason::NotFound,
+            Self::WrongSecret => FailureReason::WrongSecret,
+            Self::WrongPrefix => FailureReason::WrongPrefix,
+            Self::Revoked => FailureReason::Revoked,
+            Self::Disabled => FailureReason::Disabled,
+            Self::Expired => FailureReason::Expired,
+            Self::NotYetValid => FailureReason::NotYetValid,
+            Self::ClientNotAllowed => FailureReason::ClientNotAllowed,
+            Self::InsufficientScope(_) => FailureReason::InsufficientScope,
+            Self::RateLimited(_) => FailureReason::RateLimited,
+            Self::Throttled(_) => FailureReason::Throttled,
+            Self::UsageExhausted => FailureReason::UsageExhausted,
+            Self::Overloaded => FailureReason::Overloaded,
+            Self::UnknownPolicy
+            | Self::InvalidCost(_)
+            | Self::LimiterUnavailable(_)
+            | Self::StoreUnavailable(_)
+            | Self::Internal(_) => FailureReason::Unavailable,
+        }
+    }
+
+    /// Whether the presented credential failed to authenticate (what the failed-attempt
+    /// throttle counts).
+    pub(crate) fn is_authentication_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Malformed(_)
+                | Self::UnknownPrefix
+                | Self::NotFound
+                | Self::WrongSecret
+                | Self::WrongPrefix
+        )
+    }
+
+    /// Whether the refusal is the server's fault rather than the request's: worth a
+    /// (rate-limited) warning.
+    pub(crate) fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownPolicy
+                | Self::InvalidCost(_)
+                | Self::LimiterUnavailable(_)
+                | Self::StoreUnavailable(_)
+                | Self::Internal(_)
+                | Self::Overloaded
+        )
+    }
+
+    pub(crate) fn into_error(self) -> VerifyError {
+        match self {
+            Self::Malformed(e) => VerifyError::Malformed(e),
+            Self::UnknownPrefix => VerifyError::UnknownPrefix,
+            Self::NotFound | Self::WrongSecret | Self::WrongPrefix => VerifyError::Invalid,
+            Self::Revoked => VerifyError::Revoked,
+            Self::Disabled => VerifyError::Disabled,
+            Self::Expired => VerifyError::Expired,
+            Self::NotYetValid => VerifyError::NotYetValid,
+            Self::ClientNotAllowed => VerifyError::ClientNotAllowed,
+            Self::InsufficientScope(missing) => VerifyError::InsufficientScope(missing),
+            Self::RateLimited(denial) => VerifyError::RateLimited(denial),
+            Self::Throttled(denial) => VerifyError::Throttled(denial),
+            Self::UnknownPolicy => VerifyError::UnknownPolicy,
+            Self::InvalidCost(e) => VerifyError::InvalidCost(e),
+            Self::LimiterUnavailable(e) => VerifyError::RateLimiterUnavailable(e),
+            Self::UsageExhausted => VerifyError::UsageExhausted,
+            Self::Overloaded => VerifyError::Overloaded,
+            Self::StoreUnavailable(e) => VerifyError::StoreUnavailable(e),
+            Self::Internal(e) => VerifyError::Internal(e),
+        }
+    }
+}
+
+/// Lets one warning through per interval and counts the rest, so that a failing store
+/// under a flood of requests writes one line every few seconds, not one per request.
+#[derive(Debug)]
+pub(crate) struct WarnEvery {
+    interval_secs: i64,
+    next_secs: AtomicI64,
+    suppressed: AtomicU64,
+}
+
+impl WarnEvery {
+    pub(crate) const fn new(interval_secs: i64) -> Self {
+        Self {
+            interval_secs,
+            next_secs: AtomicI64::new(i64::MIN),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether to log now (at unix second `now_secs`), and how many warnings were
+    /// suppressed since the last one that was let through.
+    pub(crate) fn admit(&self, now_secs: i64) -> Option<u64> {
+        let next = self.next_secs.load(Ordering::Relaxed);
+        if now_secs >= next
+            && self
+                .next_secs
+                .compare_exchange(
+                    next,
+                    now_secs.saturating_add(self.interval_secs),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_let_through_once_per_interval_with_a_count_of_the_rest() {
+        let every = WarnEvery::new(10);
+        assert_eq!(every.admit(100), Some(0));
+        assert_eq!(every.admit(100), None);
+        assert_eq!(every.admit(109), None);
+        assert_eq!(every.admit(110), Some(2));
+        assert_eq!(every.admit(111), None);
+    }
+}

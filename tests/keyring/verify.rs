@@ -1,0 +1,177 @@
+//! The verification pipeline: what is refused, how, and what it costs.
+
+use std::sync::{Arc, Mutex};
+
+use keymint::testing::StoreOp;
+use keymint::{
+    FailureReason, IssueRequest, KeyFormat, Keyring, ManualClock, MemoryStore, VerifyError,
+};
+use tracing::{Level, Metadata, Subscriber};
+
+use crate::support::{Recorder, ctx, fast_hashes, fixture, with_prefix, wrong_secret};
+
+#[tokio::test]
+async fn a_key_moved_to_another_prefix_is_refused_like_a_wrong_secret() {
+    // Two keyrings on one store, as on one shared database table.
+    let store = MemoryStore::new();
+    let clock = ManualClock::default();
+    let test = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+        .hashes(fast_hashes())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let audit = Recorder::default();
+    let live = Keyring::builder(KeyFormat::new("sk_live").unwrap(), store.clone())
+        .hashes(fast_hashes())
+        .clock(clock.clone())
+        .audit(audit.clone())
+        .build()
+        .unwrap();
+    let issued = test
+        .issue(IssueRequest::new("acct", "test key"))
+        .await
+        .unwrap();
+    test.verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+
+    // The checksum is public, so anyone can move a test key to the live prefix.
+    let moved = with_prefix(issued.key.expose_secret(), "sk_live");
+    assert!(
+        live.format().parse(&moved).is_ok(),
+        "the moved key is well-formed"
+    );
+    for _ in 0..2 {
+        // Twice: a refused key is never cached, so the second try takes the same path.
+        let err = live.verify(&moved, &ctx()).await.unwrap_err();
+        assert!(matches!(err, VerifyError::Invalid), "{err:?}");
+        assert_eq!(err.status_code(), 401);
+    }
+    let wrong = with_prefix(&wrong_secret(issued.key.expose_secret()), "sk_live");
+    let err = live.verify(&wrong, &ctx()).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        VerifyError::Invalid.to_string(),
+        "a moved key reads exactly like a wrong secret to the caller"
+    );
+    assert_eq!(
+        audit.failures(),
+        [
+            FailureReason::WrongPrefix,
+            FailureReason::WrongPrefix,
+            FailureReason::WrongSecret
+        ],
+        "the audit sink keeps the precise reason"
+    );
+    // The original still works where it belongs.
+    test.verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_cached_id_with_another_secret_or_prefix_never_hits_the_cache() {
+    // One keyring whose prefix the attacker cannot change: a key of another prefix is
+    // refused before the cache (it does not parse for this keyring). The cache must also
+    // never answer for a presented key whose digest differs from the cached one, which
+    // covers every re-prefixed key.
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    let reads = f.store.calls(StoreOp::Get);
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    assert_eq!(
+        f.store.calls(StoreOp::Get),
+        reads,
+        "the second verification is a hit"
+    );
+    let moved = with_prefix(key, "sk_live");
+    assert!(matches!(
+        f.keyring.verify(&moved, &ctx()).await,
+        Err(VerifyError::UnknownPrefix)
+    ));
+    let altered = wrong_secret(key);
+    assert!(matches!(
+        f.keyring.verify(&altered, &ctx()).await,
+        Err(VerifyError::Invalid)
+    ));
+    assert_eq!(
+        f.store.calls(StoreOp::Get),
+        reads + 1,
+        "a cached id with another secret misses the cache and reads the store"
+    );
+}
+
+/// Records the level of every event, whatever its target.
+#[derive(Clone, Default)]
+struct Levels(Arc<Mutex<Vec<Level>>>);
+
+impl Subscriber for Levels {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        self.0.lock().unwrap().push(*event.metadata().level());
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_of_forged_keys_logs_nothing_above_debug() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let levels = Levels::default();
+    let _guard = tracing::subscriber::set_default(levels.clone());
+    for _ in 0..50 {
+        let forged = f.keyring.format().generate().unwrap();
+        let _ = f.keyring.verify(forged.expose_secret(), &ctx()).await;
+        let _ = f
+            .keyring
+            .verify(&wrong_secret(issued.key.expose_secret()), &ctx())
+            .await;
+        let _ = f.keyring.verify("sk_test_garbage", &ctx()).await;
+    }
+    let levels = levels.0.lock().unwrap();
+    assert!(!levels.is_empty(), "the refusals are logged at debug");
+    assert_eq!(
+        f.audit.failures().len(),
+        150,
+        "the audit sink still sees every refusal"
+    );
+    assert!(
+        levels.iter().all(|l| *l == Level::DEBUG),
+        "unauthenticated refusals must stay at debug: {levels:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn store_failures_warn_once_per_interval_not_once_per_request() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let levels = Levels::default();
+    let _guard = tracing::subscriber::set_default(levels.clone());
+    f.store.set_down(true);
+    for _ in 0..100 {
+        let err = f
+            .keyring
+            .verify(&wrong_secret(issued.key.expose_secret()), &ctx())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VerifyError::StoreUnavailable(_)), "{err:?}");
+    }
+    let warnings = levels
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| **l == Level::WARN)
+        .count();
+    assert_eq!(warnings, 1, "one warning for the burst, the rest counted");
+}
