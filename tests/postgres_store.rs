@@ -228,3 +228,90 @@ async fn debug_never_shows_the_connection_url() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("auth.api_keys"), "{shown}");
 }
+
+/// A store with a short bound, and a second pool for the transaction that holds locks.
+async fn locked_fixture(tag: &str) -> (PgStore, sqlx::PgPool) {
+    let store = PgStore::connect_with_timeout(&database_url(), Duration::from_secs(1))
+        .await
+        .expect("connect")
+        .table(&fresh_table(tag))
+        .expect("valid table name");
+    store.migrate().await.expect("migrate");
+    let admin = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database_url())
+        .await
+        .expect("admin pool");
+    (store, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+async fn a_held_row_lock_fails_verification_closed_within_the_bound() {
+    let (store, admin) = locked_fixture("rowlock").await;
+    let table = store.table_name().to_owned();
+    let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store)
+        .hashes(keymint::HashPolicy::new(
+            keymint::Argon2idHasher::builder().m_cost(64).t_cost(1).build().unwrap(),
+        ))
+        .build()
+        .unwrap();
+    let issued = keyring
+        .issue(IssueRequest::new("owner", "metered").remaining_uses(10))
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    keyring.verify(key, &VerifyContext::new()).await.unwrap();
+
+    // A long admin transaction holds the key's row lock: decrementing its uses must wait.
+    let mut tx = admin.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(issued.record.id.as_str())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let ctx = VerifyContext::new();
+    let err = tokio::time::timeout(Duration::from_secs(10), keyring.verify(key, &ctx))
+        .await
+        .expect("the verification must not wait for the lock")
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::StoreUnavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failed closed only after {:?}",
+        started.elapsed()
+    );
+    tx.rollback().await.unwrap();
+    let after = keyring.verify(key, &VerifyContext::new()).await.unwrap();
+    assert_eq!(after.remaining_uses(), Some(8), "the refused request took nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+async fn a_held_table_lock_fails_lookups_closed_within_the_bound() {
+    let (store, admin) = locked_fixture("tablelock").await;
+    let table = store.table_name().to_owned();
+    let record = keymint::testing::sample_record("owner-lock");
+    store.insert(&record).await.unwrap();
+
+    // What an ALTER TABLE or a schema migration on another node holds.
+    let mut tx = admin.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+    )))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(10), store.get(&record.id))
+        .await
+        .expect("the lookup must not wait for the lock")
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    tx.rollback().await.unwrap();
+    assert_eq!(store.get(&record.id).await.unwrap(), Some(record));
+}

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{Decrement, KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
@@ -72,6 +74,7 @@ pub struct PgStore {
     pool: PgPool,
     table: Arc<str>,
     sql: Arc<Statements>,
+    timeout: Duration,
 }
 
 impl fmt::Debug for PgStore {
@@ -206,6 +209,8 @@ enum MappingError {
     Remaining,
     #[error("remaining uses kept rising during decrement")]
     Unsettled,
+    #[error("the statement did not complete within the store's timeout")]
+    Timeout,
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -257,39 +262,76 @@ impl PgStore {
     /// The table name used unless [`PgStore::table`] sets another.
     pub const DEFAULT_TABLE: &'static str = "keymint_keys";
 
-    /// How long [`connect`](Self::connect)'s pool waits for a connection before a call fails
-    /// with [`StoreError::Unavailable`].
-    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default bound on every store call, from asking for a connection to the last row
+    /// (see [`connect_with_timeout`](Self::connect_with_timeout)).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// Connects a pool to `url` (`postgres://user:password@host:port/database`), using table
-    /// [`Self::DEFAULT_TABLE`].
-    ///
-    /// The pool has sqlx's defaults except for a [`CONNECT_TIMEOUT`](Self::CONNECT_TIMEOUT)
-    /// acquire timeout instead of 30 s: while the server is down, each store call (and so
-    /// each verification that reaches the store) fails closed after at most that long. For
-    /// other pool settings build a pool with `sqlx::postgres::PgPoolOptions` and use
-    /// [`from_pool`](Self::from_pool).
+    /// [`Self::DEFAULT_TABLE`] and [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT): the same as
+    /// [`connect_with_timeout`](Self::connect_with_timeout)`(url, DEFAULT_TIMEOUT)`.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the URL is invalid or no connection could be opened
     /// within the timeout.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .acquire_timeout(Self::CONNECT_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(unavailable)?;
-        Ok(Self::from_pool(pool))
+        Self::connect_with_timeout(url, Self::DEFAULT_TIMEOUT).await
     }
 
-    /// A store on an existing pool (for your own pool options, timeouts or TLS), using
-    /// table [`Self::DEFAULT_TABLE`].
+    /// Connects a pool to `url` whose every store call fails closed with
+    /// [`StoreError::Unavailable`] within `timeout`, whatever holds it up: no free
+    /// connection, a row or table lock held by another transaction (a long admin
+    /// transaction, a schema change elsewhere), or a connection that silently stopped
+    /// answering.
+    ///
+    /// The server gives up first: each connection carries a `statement_timeout` of four
+    /// fifths of `timeout`, so a statement the store reports as failed is cancelled on the
+    /// server instead of landing later, when the lock it waited for is released (a
+    /// refused verification must not spend a use after the fact). The client-side bound is
+    /// the backstop for a server or network that stops answering; a write interrupted that
+    /// way may or may not have landed, as with any database. For other pool settings build
+    /// a pool with `sqlx::postgres::PgPoolOptions` and use [`from_pool`](Self::from_pool).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the URL is invalid or no connection could be opened
+    /// within the timeout.
+    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let server_ms = (timeout.as_millis() * 4 / 5).max(1);
+        let options = PgConnectOptions::from_str(url)
+            .map_err(unavailable)?
+            .options([("statement_timeout", format!("{server_ms}ms"))]);
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        let mut store = Self::from_pool(pool);
+        store.timeout = timeout;
+        Ok(store)
+    }
+
+    /// A store on an existing pool (for your own pool options or TLS), using table
+    /// [`Self::DEFAULT_TABLE`]. Calls are bounded by
+    /// [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT) on the client side; give the pool's
+    /// connections a shorter server-side `statement_timeout`
+    /// (`PgConnectOptions::options([("statement_timeout", "4s")])`), so that the server
+    /// cancels what the client gave up on.
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
             table: Self::DEFAULT_TABLE.into(),
             sql: Arc::new(Statements::new(Self::DEFAULT_TABLE)),
+            timeout: Self::DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Runs one store call within the timeout.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| StoreError::unavailable(MappingError::Timeout))?
     }
 
     /// Uses table `name` (`table` or `schema.table`; lowercase ASCII letters, digits and
@@ -354,8 +396,10 @@ impl PgStore {
     }
 }
 
-impl KeyStore for PgStore {
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+/// The statements behind each [`KeyStore`] method, unbounded; the trait methods below run
+/// them within the store's timeout.
+impl PgStore {
+    async fn insert_unbounded(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let json = record_json(record)?;
         let done = sqlx::query(AssertSqlSafe(self.sql.insert.clone()))
             .bind(record.id.as_str())
@@ -375,7 +419,7 @@ impl KeyStore for PgStore {
         Ok(())
     }
 
-    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+    async fn get_unbounded(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(self.sql.get.clone()))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -384,7 +428,7 @@ impl KeyStore for PgStore {
         row.as_ref().map(decode_record).transpose()
     }
 
-    async fn update(&self, record: &KeyRecord) -> Result<u64, StoreError> {
+    async fn update_unbounded(&self, record: &KeyRecord) -> Result<u64, StoreError> {
         let json = record_json(record)?;
         let row = sqlx::query(AssertSqlSafe(self.sql.update.clone()))
             .bind(record.id.as_str())
@@ -406,7 +450,7 @@ impl KeyStore for PgStore {
         }
     }
 
-    async fn decrement_remaining(&self, id: &KeyId, uses: u64) -> Result<Decrement, StoreError> {
+    async fn decrement_remaining_unbounded(&self, id: &KeyId, uses: u64) -> Result<Decrement, StoreError> {
         let uses_text = uses.to_string();
         for _ in 0..DECREMENT_ATTEMPTS {
             if let Some(remaining) = self.try_decrement(id, &uses_text).await? {
@@ -434,7 +478,7 @@ impl KeyStore for PgStore {
         Err(StoreError::unavailable(MappingError::Unsettled))
     }
 
-    async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
+    async fn record_last_used_unbounded(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -465,7 +509,7 @@ impl KeyStore for PgStore {
         Ok(())
     }
 
-    async fn list_by_owner(&self, owner: &str, page: &PageRequest) -> Result<Page, StoreError> {
+    async fn list_by_owner_unbounded(&self, owner: &str, page: &PageRequest) -> Result<Page, StoreError> {
         let limit = page_limit(page);
         let rows = sqlx::query(AssertSqlSafe(self.sql.by_owner.clone()))
             .bind(owner)
@@ -477,7 +521,7 @@ impl KeyStore for PgStore {
         page_of(&rows, limit)
     }
 
-    async fn list_expiring(
+    async fn list_expiring_unbounded(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -493,6 +537,45 @@ impl KeyStore for PgStore {
             .await
             .map_err(unavailable)?;
         page_of(&rows, limit)
+    }
+}
+
+
+impl KeyStore for PgStore {
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.bounded(self.insert_unbounded(record)).await
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.bounded(self.get_unbounded(id)).await
+    }
+
+    async fn update(&self, record: &KeyRecord) -> Result<u64, StoreError> {
+        self.bounded(self.update_unbounded(record)).await
+    }
+
+    async fn decrement_remaining(&self, id: &KeyId, uses: u64) -> Result<Decrement, StoreError> {
+        self.bounded(self.decrement_remaining_unbounded(id, uses))
+            .await
+    }
+
+    async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.bounded(self.record_last_used_unbounded(batch)).await
+    }
+
+    async fn list_by_owner(&self, owner: &str, page: &PageRequest) -> Result<Page, StoreError> {
+        self.bounded(self.list_by_owner_unbounded(owner, page))
+            .await
+    }
+
+    async fn list_expiring(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        self.bounded(self.list_expiring_unbounded(from, to, page))
+            .await
     }
 }
 
