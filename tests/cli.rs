@@ -640,3 +640,50 @@ fn every_subcommand_has_help() {
     let unknown = keymint(&["frobnicate"], b"", &[]);
     assert_eq!(unknown.code, 2);
 }
+
+#[test]
+fn a_key_given_in_the_wrong_place_is_never_echoed() {
+    let k = key("sk_live");
+    let text = k.expose_secret();
+    let secret = secret_of(text);
+    let mut typo = text.to_owned();
+    typo.pop(); // a checksum that no longer matches: still mostly secret
+    for args in [
+        vec!["hash", text],
+        vec!["hash", typo.as_str()],
+        vec![
+            "verify",
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            text,
+        ],
+        vec!["scan", text],
+        vec!["generate", "--prefx", text],
+    ] {
+        let run = keymint(&args, b"", &[]);
+        assert_eq!(run.code, 2, "{:?}: {}", args[0], run.stderr);
+        for output in [&run.stdout, &run.stderr] {
+            assert!(
+                !output.contains(&secret[..20]),
+                "{:?} echoed the key: {output}",
+                args[0]
+            );
+        }
+        assert!(
+            run.stderr.contains("looks like an API key"),
+            "{:?} should say why: {}",
+            args[0],
+            run.stderr
+        );
+    }
+    // A key the tool can parse is shown as its hint, so the user sees which one it was.
+    let run = keymint(&["hash", text], b"", &[]);
+    assert!(run.stderr.contains(k.hint().as_str()), "{}", run.stderr);
+}
+
+#[test]
+fn check_with_nothing_to_check_says_so_and_fails() {
+    let run = keymint(&["check"], b"", &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("no keys to check"), "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+}

@@ -252,7 +252,11 @@ async fn a_held_row_lock_fails_verification_closed_within_the_bound() {
     let table = store.table_name().to_owned();
     let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store)
         .hashes(keymint::HashPolicy::new(
-            keymint::Argon2idHasher::builder().m_cost(64).t_cost(1).build().unwrap(),
+            keymint::Argon2idHasher::builder()
+                .m_cost(64)
+                .t_cost(1)
+                .build()
+                .unwrap(),
         ))
         .build()
         .unwrap();
@@ -286,7 +290,11 @@ async fn a_held_row_lock_fails_verification_closed_within_the_bound() {
     );
     tx.rollback().await.unwrap();
     let after = keyring.verify(key, &VerifyContext::new()).await.unwrap();
-    assert_eq!(after.remaining_uses(), Some(8), "the refused request took nothing");
+    assert_eq!(
+        after.remaining_uses(),
+        Some(8),
+        "the refused request took nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,7 +319,11 @@ async fn a_held_table_lock_fails_lookups_closed_within_the_bound() {
         .expect("the lookup must not wait for the lock")
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     tx.rollback().await.unwrap();
     assert_eq!(store.get(&record.id).await.unwrap(), Some(record));
 }

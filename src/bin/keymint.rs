@@ -21,6 +21,8 @@ mod input;
 mod keys;
 #[path = "keymint/output.rs"]
 mod output;
+#[path = "keymint/redact.rs"]
+mod redact;
 #[path = "keymint/scan.rs"]
 mod scan;
 
@@ -56,7 +58,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     // Raised by the commands as they go, so that a reader closing stdout early (`| head`)
     // still gets the status of what was printed.
     let mut status = 0u8;
@@ -70,8 +75,31 @@ fn main() -> ExitCode {
     match result {
         Ok(()) | Err(Failure::Closed) => ExitCode::from(status),
         Err(Failure::Fatal(message)) => {
-            eprintln!("keymint: {message}");
+            eprintln!("keymint: {}", redact::redact(&message));
             ExitCode::from(2)
         }
     }
+}
+
+/// Prints a usage error (clap quotes the offending argument, which may be a key given in
+/// the wrong place) with key-shaped text redacted; `--help` and `--version` go to stdout
+/// untouched.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        print!("{}", error.render());
+        return ExitCode::SUCCESS;
+    }
+    let rendered = error.render().to_string();
+    eprint!("{}", redact::redact(&rendered));
+    let key_argument = std::env::args_os().any(|a| a.to_str().is_some_and(redact::holds_key));
+    if key_argument || redact::holds_key(&rendered) {
+        eprintln!(
+            "keymint: that argument looks like an API key: pass keys on stdin instead (arguments show up in `ps` and shell history)"
+        );
+    }
+    ExitCode::from(2)
 }

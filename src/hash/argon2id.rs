@@ -72,9 +72,15 @@ impl Argon2idHasher {
     ) -> Result<(), HashError> {
         let params = Params::new(m, t, p, Some(out.len()))
             .map_err(|_| HashError::UnsupportedParams("argon2 rejected the parameters"))?;
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        let speed_check = speed::first_large_run(m, t);
+        let started = speed_check.then(std::time::Instant::now);
+        let result = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
             .hash_password_into(secret, salt, out)
-            .map_err(|_| HashError::Backend("argon2 failed"))
+            .map_err(|_| HashError::Backend("argon2 failed"));
+        if let Some(started) = started {
+            speed::report(m, t, started.elapsed());
+        }
+        result
     }
 
     fn stored_params(stored: &Phc<'_>) -> Result<(u32, u32, u32), HashError> {
@@ -145,6 +151,83 @@ impl SecretHasher for Argon2idHasher {
         stored.algorithm() != Self::ALGORITHM
             || Self::stored_params(stored).ok() != Some((self.m_cost, self.t_cost, self.p_cost))
             || stored.hash().map(|h| h.len()).ok() != Some(Self::OUTPUT_LEN)
+    }
+}
+
+/// Notices an unoptimised Argon2: in a dependent's debug build the `argon2` crate is
+/// compiled without optimisation (this repository's profile overrides do not apply to its
+/// users) and runs about 13 times slower, which also lets forged keys hold the hashing
+/// slots 13 times longer. `cfg!(debug_assertions)` here cannot see how `argon2` itself was
+/// compiled, so the first sizeable hash of the process is timed instead.
+mod speed {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    /// Hashes smaller than this (KiB times passes) are too quick to judge.
+    const MIN_WORK_KIB: u64 = 8 * 1024;
+    /// Memory an optimised build fills per millisecond with room to spare on a loaded
+    /// machine: measured about 1 800 KiB/ms optimised and 100 KiB/ms unoptimised at the
+    /// defaults (22 ms against 380 ms).
+    const MIN_KIB_PER_MS: u64 = 400;
+
+    static CHECKED: AtomicBool = AtomicBool::new(false);
+
+    /// Whether this run should be timed: the first one of the process that is large enough.
+    pub(super) fn first_large_run(m_kib: u32, t: u32) -> bool {
+        u64::from(m_kib) * u64::from(t) >= MIN_WORK_KIB && !CHECKED.swap(true, Ordering::Relaxed)
+    }
+
+    /// The warning for a run of `m_kib` KiB and `t` passes that took `elapsed`, if it was
+    /// slower than an optimised build would be.
+    pub(super) fn warning(m_kib: u32, t: u32, elapsed: Duration) -> Option<String> {
+        let work = u64::from(m_kib) * u64::from(t);
+        let expected_ms = work / MIN_KIB_PER_MS;
+        let took_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        (work >= MIN_WORK_KIB && took_ms > expected_ms).then(|| {
+            format!(
+                "keymint: one Argon2id hash (m={m_kib} KiB, t={t}) took {took_ms} ms, where an \
+                 optimised build needs under {expected_ms} ms: the argon2 crate looks compiled \
+                 without optimisation, which makes every uncached verification that much slower \
+                 and lets forged keys hold the hashing slots longer. In a debug build, add to \
+                 your Cargo.toml:\n  [profile.dev.package.argon2]\n  opt-level = 3\n  \
+                 [profile.dev.package.blake2]\n  opt-level = 3"
+            )
+        })
+    }
+
+    /// Warns once: through `tracing` when the host installed a subscriber, else on stderr
+    /// (never stdout, which may carry a program's output).
+    pub(super) fn report(m_kib: u32, t: u32, elapsed: Duration) {
+        let Some(message) = warning(m_kib, t, elapsed) else {
+            return;
+        };
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!("{message}");
+        } else {
+            eprintln!("{message}");
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_slow_default_hash_is_reported_with_the_fix() {
+            let slow = warning(19_456, 2, Duration::from_millis(380)).unwrap();
+            assert!(slow.contains("[profile.dev.package.argon2]"), "{slow}");
+            assert!(slow.contains("opt-level = 3"), "{slow}");
+            assert!(slow.contains("took 380 ms"), "{slow}");
+        }
+
+        #[test]
+        fn optimised_or_small_hashes_are_not_reported() {
+            // Optimised, even on a slow or loaded machine.
+            assert_eq!(warning(19_456, 2, Duration::from_millis(22)), None);
+            assert_eq!(warning(19_456, 2, Duration::from_millis(60)), None);
+            // Too small to judge, however slow.
+            assert_eq!(warning(64, 1, Duration::from_millis(50)), None);
+        }
     }
 }
 

@@ -450,7 +450,11 @@ impl PgStore {
         }
     }
 
-    async fn decrement_remaining_unbounded(&self, id: &KeyId, uses: u64) -> Result<Decrement, StoreError> {
+    async fn decrement_remaining_unbounded(
+        &self,
+        id: &KeyId,
+        uses: u64,
+    ) -> Result<Decrement, StoreError> {
         let uses_text = uses.to_string();
         for _ in 0..DECREMENT_ATTEMPTS {
             if let Some(remaining) = self.try_decrement(id, &uses_text).await? {
@@ -478,7 +482,10 @@ impl PgStore {
         Err(StoreError::unavailable(MappingError::Unsettled))
     }
 
-    async fn record_last_used_unbounded(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
+    async fn record_last_used_unbounded(
+        &self,
+        batch: &[(KeyId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -509,7 +516,11 @@ impl PgStore {
         Ok(())
     }
 
-    async fn list_by_owner_unbounded(&self, owner: &str, page: &PageRequest) -> Result<Page, StoreError> {
+    async fn list_by_owner_unbounded(
+        &self,
+        owner: &str,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
         let limit = page_limit(page);
         let rows = sqlx::query(AssertSqlSafe(self.sql.by_owner.clone()))
             .bind(owner)
@@ -539,7 +550,6 @@ impl PgStore {
         page_of(&rows, limit)
     }
 }
-
 
 impl KeyStore for PgStore {
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {

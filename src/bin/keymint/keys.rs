@@ -90,14 +90,21 @@ pub(crate) fn check(mut args: CheckArgs, status: &mut u8) -> Result<(), Failure>
     if keys.is_empty() {
         let mut input = ZeroizingReader::new(io::stdin().lock());
         let mut line = Zeroizing::new(Vec::new());
+        let mut lines = 0usize;
         while let Some(kind) = read_line(&mut input, &mut line)
             .map_err(|e| Failure::fatal(format!("cannot read stdin: {e}")))?
         {
+            lines += 1;
             report(&mut out, args.check(parse_line(&line, kind)), status)?;
             // Answer each line before waiting for the next (interactive use, pipelines).
             if !input.has_buffered() {
                 out.flush()?;
             }
+        }
+        if lines == 0 {
+            return Err(Failure::fatal(
+                "no keys to check: give keys as arguments or one per line on stdin",
+            ));
         }
     } else {
         for key in keys.iter() {

@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 use crate::input::ZeroizingReader;
 use crate::keys::parse_id_len;
 use crate::output::{Failure, Output};
+use crate::redact::{holds_key, redact};
 
 /// Bytes scanned at once.
 const WINDOW: usize = 1 << 20;
@@ -171,7 +172,13 @@ impl<W: io::Write> Run<'_, W> {
     }
 
     fn io_error(&mut self, path: &Path, error: &io::Error) {
-        eprintln!("keymint: {}: {error}", path.display());
+        let shown = path.display().to_string();
+        eprintln!("keymint: {}: {error}", redact(&shown));
+        if holds_key(&shown) && error.kind() == io::ErrorKind::NotFound {
+            eprintln!(
+                "keymint: that path looks like an API key: scan reads files, directories or stdin (pipe the text in)"
+            );
+        }
         *self.status = 2;
     }
 }
