@@ -124,10 +124,10 @@ fn run(
                     if m.ever_revoked {
                         prop_assert!(got.is_err(), "a revoked key verified");
                     }
-                    if got.is_ok() {
-                        if let Some(n) = balances[m.balance].as_mut() {
-                            *n -= 1;
-                        }
+                    if got.is_ok()
+                        && let Some(n) = balances[m.balance].as_mut()
+                    {
+                        *n -= 1;
                     }
                 }
                 Op::Revoke(k) => {

@@ -285,12 +285,12 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 "expiry must be in the future".into(),
             ));
         }
-        if let (Some(nb), Some(exp)) = (request.not_before, expires_at) {
-            if nb >= exp {
-                return Err(KeyringError::InvalidRequest(
-                    "not_before must precede expiry".into(),
-                ));
-            }
+        if let (Some(nb), Some(exp)) = (request.not_before, expires_at)
+            && nb >= exp
+        {
+            return Err(KeyringError::InvalidRequest(
+                "not_before must precede expiry".into(),
+            ));
         }
         let template = RecordTemplate {
             owner: request.owner,

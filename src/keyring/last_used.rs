@@ -33,10 +33,10 @@ impl LastUsed {
 
     /// Notes a use; returns whether a write was queued (the caller then schedules a flush).
     pub(crate) fn touch(&self, id: &KeyId, now: DateTime<Utc>) -> bool {
-        if let Some(at) = self.queued_at.get(id) {
-            if now - *at < self.debounce {
-                return false;
-            }
+        if let Some(at) = self.queued_at.get(id)
+            && now - *at < self.debounce
+        {
+            return false;
         }
         if self.queued_at.len() >= MAX_TRACKED {
             self.queued_at.clear();

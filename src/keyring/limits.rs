@@ -99,10 +99,10 @@ impl Throttle {
 
     /// Counts one failed attempt against the client.
     pub(crate) fn charge(&self, client: Option<IpAddr>) {
-        if let Some(bucket) = self.bucket(client) {
-            if let Err(e) = self.limiter.check_now(&bucket, &self.policy, 1) {
-                tracing::debug!(error = %e, "failed-attempt throttle could not count an attempt");
-            }
+        if let Some(bucket) = self.bucket(client)
+            && let Err(e) = self.limiter.check_now(&bucket, &self.policy, 1)
+        {
+            tracing::debug!(error = %e, "failed-attempt throttle could not count an attempt");
         }
     }
 

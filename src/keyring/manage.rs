@@ -326,19 +326,19 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                         "a refill needs remaining_uses".into(),
                     ));
                 }
-                if let Some(cutoff) = cutoff {
-                    if r.expires_at.is_none_or(|at| at > cutoff) {
-                        return Err(KeyringError::InvalidState(
-                            "a rotated key's grace period cannot be extended",
-                        ));
-                    }
+                if let Some(cutoff) = cutoff
+                    && r.expires_at.is_none_or(|at| at > cutoff)
+                {
+                    return Err(KeyringError::InvalidState(
+                        "a rotated key's grace period cannot be extended",
+                    ));
                 }
-                if let (Some(nb), Some(exp)) = (r.not_before, r.expires_at) {
-                    if nb >= exp {
-                        return Err(KeyringError::InvalidRequest(
-                            "not_before must precede expiry".into(),
-                        ));
-                    }
+                if let (Some(nb), Some(exp)) = (r.not_before, r.expires_at)
+                    && nb >= exp
+                {
+                    return Err(KeyringError::InvalidRequest(
+                        "not_before must precede expiry".into(),
+                    ));
                 }
                 Ok(())
             })

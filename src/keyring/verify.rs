@@ -230,13 +230,13 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     ) -> Result<Arc<Authenticated>, Refusal> {
         let digest = self.inner.cache.as_ref().map(|c| c.digest(presented));
         let generation = self.inner.cache.as_ref().map_or(0, |c| c.generation());
-        if let (Some(cache), Some(digest)) = (&self.inner.cache, &digest) {
-            if let Some(key) = cache.get(parsed.id(), digest, now) {
-                // The digest covers the whole key, prefix included, so this holds for every
-                // hit; checked anyway, since a moved key must never ride on a cache entry.
-                if key.record.prefix.as_str() == parsed.prefix() {
-                    return Ok(key);
-                }
+        if let (Some(cache), Some(digest)) = (&self.inner.cache, &digest)
+            && let Some(key) = cache.get(parsed.id(), digest, now)
+        {
+            // The digest covers the whole key, prefix included, so this holds for every
+            // hit; checked anyway, since a moved key must never ride on a cache entry.
+            if key.record.prefix.as_str() == parsed.prefix() {
+                return Ok(key);
             }
         }
 
@@ -412,10 +412,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
     ) -> VerifyError {
-        if refusal.is_authentication_failure() {
-            if let Some(throttle) = &self.inner.throttle {
-                throttle.charge(ctx.client_ip);
-            }
+        if refusal.is_authentication_failure()
+            && let Some(throttle) = &self.inner.throttle
+        {
+            throttle.charge(ctx.client_ip);
         }
         let reason = refusal.reason();
         let failure = refusal.is_failure();

@@ -271,10 +271,11 @@ impl<C: Clock> MemoryLimiter<C> {
             if due {
                 self.sweep();
             }
-            if let Some(max) = self.max_keys {
-                if self.tracked.load(Ordering::Relaxed) >= max && !self.table.contains(slot) {
-                    return Err(RateLimitError::TableFull { max_keys: max });
-                }
+            if let Some(max) = self.max_keys
+                && self.tracked.load(Ordering::Relaxed) >= max
+                && !self.table.contains(slot)
+            {
+                return Err(RateLimitError::TableFull { max_keys: max });
             }
         }
         Ok(match self.table.get_or_insert(slot, update) {

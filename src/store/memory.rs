@@ -129,11 +129,11 @@ impl KeyStore for MemoryStore {
 
     async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
         for (id, at) in batch {
-            if let Some(mut stored) = self.inner.records.get_mut(id) {
-                if stored.last_used_at.is_none_or(|prev| prev < *at) {
-                    stored.last_used_at = Some(*at);
-                    stored.version += 1;
-                }
+            if let Some(mut stored) = self.inner.records.get_mut(id)
+                && stored.last_used_at.is_none_or(|prev| prev < *at)
+            {
+                stored.last_used_at = Some(*at);
+                stored.version += 1;
             }
         }
         Ok(())

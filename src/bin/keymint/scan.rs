@@ -321,7 +321,12 @@ mod tests {
     impl Read for Trickle<'_> {
         fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
             self.1 += 1;
-            let n = if self.1 % 3 == 0 { 1 } else { out.len() }.min(self.0.len());
+            let n = if self.1.is_multiple_of(3) {
+                1
+            } else {
+                out.len()
+            }
+            .min(self.0.len());
             out[..n].copy_from_slice(&self.0[..n]);
             self.0 = &self.0[n..];
             Ok(n)
