@@ -1,30 +1,64 @@
 //! # keymint
 //!
 //! API keys in the style of Stripe and GitHub for any Rust service: prefixed keys with a
-//! checksum, hashed at rest, verified in constant time.
+//! checksum, hashed at rest, verified in constant time, scoped, rate-limited, expired,
+//! revoked and rotated, behind a storage trait your application implements for its own
+//! database.
+//!
+//! [`Keyring`] is the entry point: it issues keys, verifies them on every request and
+//! manages their life.
 //!
 //! ```
-//! use keymint::{HashPolicy, KeyFormat, Verdict};
+//! use keymint::{IssueRequest, KeyFormat, Keyring, MemoryStore, VerifyContext};
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let format = KeyFormat::new("sk_live")?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let keyring = Keyring::builder(KeyFormat::new("sk_live")?, MemoryStore::new()).build()?;
 //!
-//! // Mint a key: show `key.expose_secret()` to its owner once, store only the hash.
-//! let key = format.generate()?;
-//! let hashes = HashPolicy::default(); // Argon2id, OWASP parameters
-//! let stored = hashes.hash(key.parsed().expose_secret().as_bytes())?;
+//! // Issue: hand `expose_secret()` to the owner once; only a hash is stored.
+//! let issued = keyring.issue(IssueRequest::new("acct_42", "CI deploy").scopes(["deploys:write"])).await?;
+//! let presented = issued.key.expose_secret();
 //!
-//! // Later, a request presents the key: parse (no I/O), find the record by id, verify.
-//! let presented = format.parse(key.expose_secret())?;
-//! assert_eq!(presented.id(), key.id().as_str());
-//! let verdict = hashes.verify(presented.expose_secret().as_bytes(), stored.as_str())?;
-//! assert!(verdict.is_match());
+//! // Verify on every request: fixed order, constant-time, fails closed.
+//! let verified = keyring.verify(presented, &VerifyContext::new()).await?;
+//! assert_eq!(verified.owner(), "acct_42");
 //!
-//! // People only ever see the hint.
-//! println!("verified {}", presented.hint()); // sk_live_AbC123xyZ789_…k2Qz
+//! // Revoke: it never verifies again.
+//! keyring.revoke(verified.id(), "leaked").await?;
+//! let refused = keyring.verify(presented, &VerifyContext::new()).await.unwrap_err();
+//! assert_eq!(refused.status_code(), 401);
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! In a debug build of your service, add `[profile.dev.package.argon2] opt-level = 3` (and
+//! the same for `blake2`) to your `Cargo.toml`: unoptimised Argon2 is about 13 times
+//! slower, and keymint's own profile settings do not apply to its dependents.
+//!
+//! # The pieces
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`mod@format`] | key format v1: [`KeyFormat`], [`parse_key`], the checksum, [`Scanner`] and regexes for secret scanners, [`GeneratedKey`] and [`KeyHint`] |
+//! | [`hash`] | hashing at rest: [`SecretHasher`], [`HashPolicy`], [`Argon2idHasher`], [`HmacSha256Hasher`], PHC strings |
+//! | [`scope`] | [`Scope`], [`ScopeSet`], [`Roles`] and the [`Requirement`] language |
+//! | [`ratelimit`] | [`Quota`], [`Policy`], [`Decision`], the [`RateLimiter`] trait, the in-memory GCRA limiter, credits, `RateLimit` header values, Redis |
+//! | [`record`] | [`KeyRecord`], what a store holds for each key |
+//! | [`store`] | the [`KeyStore`] trait and its contract, [`MemoryStore`], `PgStore` |
+//! | [`keyring`] | [`Keyring`]: issue, verify, revoke, rotate, update, list; cache, audit events |
+//! | [`clock`] | the [`Clock`] trait, the one source of time ([`ManualClock`] for tests) |
+//! | `testing` | conformance kits and fault wrappers for your own backends (feature `testing`) |
+//! | [`guide`] | long-form documentation: design notes, measurements, extending keymint |
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tokio` | yes | hashing on tokio's blocking pool, background last-used and rehash writes |
+//! | `cli` | no | the `keymint` command-line tool |
+//! | `testing` | no | `keymint::testing`: the store conformance kit and `FaultyStore` |
+//! | `redis` | no | `ratelimit::RedisLimiter`: fleet-wide rate limits |
+//! | `postgres` | no | `store::PgStore`: key records in PostgreSQL |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -33,6 +67,7 @@ pub mod cidr;
 pub mod clock;
 pub mod error;
 pub mod format;
+pub mod guide;
 pub mod hash;
 pub mod keyring;
 pub mod ratelimit;
@@ -67,3 +102,9 @@ pub use scope::{
 };
 pub use secret::{GeneratedKey, KeyHint};
 pub use store::{Decrement, KeyStore, MemoryStore, Page, PageRequest};
+
+/// Every Rust snippet of README.md, compiled and run as doctests (with all features, as the
+/// README's test command runs them), so a snippet that drifts from the API fails the build.
+#[cfg(all(doctest, feature = "testing", feature = "postgres", feature = "redis"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

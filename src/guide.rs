@@ -1,0 +1,16 @@
+//! Long-form documentation, rendered here and doctested: how keymint works inside, what was
+//! measured, and how to extend it. The README has the user's summary of each.
+
+#[doc = include_str!("../docs/scopes.md")]
+pub mod scopes {}
+
+#[doc = include_str!("../docs/rate-limiting.md")]
+pub mod rate_limiting {}
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[doc = include_str!("../docs/postgres.md")]
+pub mod postgres {}
+
+#[doc = include_str!("../docs/performance.md")]
+pub mod performance {}
