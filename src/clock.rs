@@ -162,6 +162,66 @@ impl Clock for ManualClock {
     }
 }
 
+/// Any clock, shared by clones: what the keyring holds, so that it, its in-memory rate
+/// limiter and its failed-attempt throttle read one time.
+///
+/// A concrete type rather than `Arc<dyn Clock>`: futures holding a `dyn Clock` behind a
+/// generic parameter can lose their `Send` proof in rustc's region erasure, which would make
+/// `Keyring::verify` unusable in spawned tasks. The system clock is read without a virtual
+/// call.
+#[derive(Clone)]
+pub struct SharedClock(Shared);
+
+#[derive(Clone)]
+enum Shared {
+    System,
+    Other(Arc<dyn Clock>),
+}
+
+impl SharedClock {
+    /// Shares `clock`.
+    pub fn new<C: Clock>(clock: C) -> Self {
+        if std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>() {
+            Self(Shared::System)
+        } else {
+            Self(Shared::Other(Arc::new(clock)))
+        }
+    }
+}
+
+impl Default for SharedClock {
+    /// The system clock.
+    fn default() -> Self {
+        Self(Shared::System)
+    }
+}
+
+impl fmt::Debug for SharedClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Shared::System => f.write_str("SharedClock(SystemClock)"),
+            Shared::Other(clock) => write!(f, "SharedClock({clock:?})"),
+        }
+    }
+}
+
+impl Clock for SharedClock {
+    fn now(&self) -> DateTime<Utc> {
+        match &self.0 {
+            Shared::System => SystemClock.now(),
+            Shared::Other(clock) => clock.now(),
+        }
+    }
+
+    #[inline]
+    fn now_unix_nanos(&self) -> i64 {
+        match &self.0 {
+            Shared::System => SystemClock.now_unix_nanos(),
+            Shared::Other(clock) => clock.now_unix_nanos(),
+        }
+    }
+}
+
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> DateTime<Utc> {
         (**self).now()

@@ -7,6 +7,9 @@
 
 mod base62;
 mod checksum;
+mod error;
+mod generated;
+mod hint;
 mod key_id;
 mod parse;
 mod prefix;
@@ -14,6 +17,9 @@ mod scan;
 
 use zeroize::Zeroizing;
 
+pub use error::{FormatError, ParseError};
+pub use generated::GeneratedKey;
+pub use hint::KeyHint;
 pub use key_id::{DEFAULT_ID_LEN, KeyId, MAX_ID_LEN, MIN_ID_LEN};
 pub use parse::{
     DEFAULT_SECRET_LEN, MAX_KEY_LEN, MAX_SECRET_LEN, MIN_SECRET_LEN, ParsedKey, parse_key,
@@ -23,8 +29,7 @@ pub use scan::{Finding, GENERIC_REGEX, Scanner};
 
 pub(crate) use checksum::CHECKSUM_LEN;
 
-use crate::error::{FormatError, ParseError, RngError};
-use crate::secret::GeneratedKey;
+use crate::random::RngError;
 
 /// The shape of one family of keys: a prefix and the lengths of the id and secret.
 ///

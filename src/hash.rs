@@ -6,6 +6,7 @@
 //! whether the record should be rehashed with the current hasher.
 
 mod argon2id;
+mod error;
 mod hmac_sha256;
 mod phc;
 
@@ -15,10 +16,9 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use argon2id::{Argon2idBuilder, Argon2idHasher};
+pub use error::HashError;
 pub use hmac_sha256::{HmacSha256Hasher, Pepper};
 pub use phc::{MAX_PHC_LEN, Phc};
-
-use crate::error::HashError;
 
 /// One hash algorithm: writes PHC strings and verifies them in constant time.
 ///

@@ -20,16 +20,17 @@
 //! and 2: a client over it is refused before any store or hash work, and every
 //! authentication failure (malformed, unknown id, wrong secret) is charged to it.
 
-mod blocking;
 mod builder;
 mod cache;
-mod credits;
+mod error;
 mod events;
+mod hash_gate;
 mod issue;
 mod last_used;
-mod limits;
 mod manage;
+mod refill;
 mod refusal;
+mod throttle;
 mod verify;
 
 use std::sync::Arc;
@@ -37,23 +38,33 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 
 pub use builder::{
-    DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_LAST_USED_DEBOUNCE, DEFAULT_ROTATION_GRACE,
-    KeyringBuilder, MAX_CACHE_TTL,
+    ConfigError, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_LAST_USED_DEBOUNCE,
+    DEFAULT_ROTATION_GRACE, DefaultLimiter, IntoRateLimiter, KeyringBuilder, KeyringMemoryLimiter,
+    MAX_CACHE_TTL,
 };
-pub use events::{AuditEvent, AuditSink, CacheInvalidation, FailureReason};
+pub use error::{KeyringError, VerifyError};
+pub use events::{AuditEvent, AuditSink, FailureReason};
 pub use issue::{IssueRequest, IssuedKey};
-pub use limits::RateLimitDenial;
 pub use manage::KeyUpdate;
 pub use verify::{VerifiedKey, VerifyContext};
 
-use crate::clock::Clock;
+use crate::clock::SharedClock;
 use crate::format::KeyFormat;
 use crate::hash::HashPolicy;
-use crate::ratelimit::{MemoryLimiter, Policy, RateLimiter};
+use crate::invalidation::CacheInvalidation;
+use crate::ratelimit::{Policy, RateLimiter};
 use crate::store::KeyStore;
 use std::collections::HashMap;
 
 /// The key service a host calls on every request. Cheap to clone (one `Arc`).
+///
+/// The store `S` and the rate limiter `L` are type parameters because they sit on the hot
+/// path and are async: their `impl Future` methods are not object safe without boxing
+/// every call, and monomorphising them lets the in-memory backends inline. The clock, the
+/// hashers and the audit sink are synchronous and called once per operation, so they are
+/// trait objects: a virtual call costs nothing next to their work, and keeping them out of
+/// the type keeps `Keyring<S>` short to name. [`MemoryKeyring`] is the common in-memory
+/// case.
 ///
 /// ```
 /// use keymint::{IssueRequest, KeyFormat, Keyring, MemoryStore, VerifyContext};
@@ -74,9 +85,12 @@ use std::collections::HashMap;
 /// # Ok(())
 /// # }
 /// ```
-pub struct Keyring<S, L = MemoryLimiter> {
+pub struct Keyring<S, L = KeyringMemoryLimiter> {
     inner: Arc<Inner<S, L>>,
 }
+
+/// A keyring on the in-memory store and the in-memory rate limiter: the embedded default.
+pub type MemoryKeyring = Keyring<crate::store::MemoryStore>;
 
 impl<S, L> Clone for Keyring<S, L> {
     fn clone(&self) -> Self {
@@ -92,10 +106,10 @@ struct Inner<S, L> {
     limiter: L,
     policies: HashMap<String, Arc<Policy>>,
     default_policy: Option<Arc<Policy>>,
-    throttle: Option<limits::Throttle>,
-    gate: blocking::HashGate,
+    throttle: Option<throttle::Throttle>,
+    gate: hash_gate::HashGate,
     hashes: HashPolicy,
-    clock: Arc<dyn Clock>,
+    clock: SharedClock,
     cache: Option<cache::VerifiedCache>,
     rotation_grace: TimeDelta,
     last_used: last_used::LastUsed,

@@ -65,15 +65,15 @@
 
 pub mod cidr;
 pub mod clock;
-pub mod error;
 pub mod format;
 pub mod guide;
 pub mod hash;
+pub mod invalidation;
 pub mod keyring;
+pub mod random;
 pub mod ratelimit;
 pub mod record;
 pub mod scope;
-pub mod secret;
 pub mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -81,27 +81,31 @@ pub mod testing;
 
 pub use chrono::{self, DateTime, TimeDelta, Utc};
 pub use cidr::{Cidr, CidrError};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{
-    FormatError, HashError, KeyringError, ParseError, RngError, StoreError, VerifyError,
-};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use format::{
-    Finding, KeyFormat, KeyFormatBuilder, KeyId, ParsedKey, Prefix, Scanner, parse_key,
+    Finding, FormatError, GeneratedKey, KeyFormat, KeyFormatBuilder, KeyHint, KeyId, ParseError,
+    ParsedKey, Prefix, Scanner, parse_key,
 };
 pub use hash::{
-    Argon2idHasher, HashPolicy, HmacSha256Hasher, Pepper, PhcHash, SecretHasher, Verdict,
+    Argon2idHasher, HashError, HashPolicy, HmacSha256Hasher, Pepper, PhcHash, SecretHasher, Verdict,
 };
+pub use invalidation::CacheInvalidation;
 pub use keyring::{
-    AuditEvent, AuditSink, CacheInvalidation, FailureReason, IssueRequest, IssuedKey, KeyUpdate,
-    Keyring, KeyringBuilder, VerifiedKey, VerifyContext,
+    AuditEvent, AuditSink, FailureReason, IssueRequest, IssuedKey, KeyUpdate, Keyring,
+    KeyringBuilder, KeyringError, MemoryKeyring, VerifiedKey, VerifyContext, VerifyError,
 };
-pub use ratelimit::{Decision, MemoryLimiter, Policy, Quota, RateLimitError, RateLimiter};
+pub use random::RngError;
+pub use ratelimit::{Decision, MemoryLimiter, Quota, RateLimitDenial, RateLimitError, RateLimiter};
 pub use record::{KeyRecord, KeyStatus, Revocation};
 pub use scope::{
     MissingScopes, Requirement, RequirementError, RoleError, Roles, Scope, ScopeError, ScopeSet,
 };
-pub use secret::{GeneratedKey, KeyHint};
-pub use store::{Decrement, KeyStore, MemoryStore, Page, PageRequest};
+pub use store::{Decrement, KeyStore, MemoryStore, Page, PageRequest, StoreError};
+
+/// The old root name of [`ratelimit::Policy`], ambiguous beside [`HashPolicy`] and the
+/// Redis limiter's failure policy.
+#[deprecated(since = "0.1.0", note = "use `keymint::ratelimit::Policy`")]
+pub type Policy = ratelimit::Policy;
 
 /// Every Rust snippet of README.md, compiled and run as doctests (with all features, as the
 /// README's test command runs them), so a snippet that drifts from the API fails the build.

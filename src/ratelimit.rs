@@ -41,6 +41,7 @@
 mod algo;
 mod credits;
 mod decision;
+mod denial;
 mod error;
 pub mod headers;
 mod limiter;
@@ -53,6 +54,7 @@ mod redis;
 
 pub use credits::{Credits, Refill};
 pub use decision::Decision;
+pub use denial::RateLimitDenial;
 pub use error::{PolicyError, RateLimitError};
 pub use headers::RateLimitHeaders;
 pub use limiter::RateLimiter;

@@ -4,11 +4,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::cidr::Cidr;
+use crate::format::KeyHint;
 use crate::format::{KeyId, Prefix};
 use crate::hash::PhcHash;
 use crate::ratelimit::Refill;
 use crate::scope::Scope;
-use crate::secret::KeyHint;
 
 /// Whether a key may be used, apart from its validity window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -83,6 +83,8 @@
 
 mod error;
 mod exact;
+mod expr;
+mod missing;
 mod parse;
 mod program;
 mod requirement;
@@ -91,7 +93,8 @@ mod set;
 mod trie;
 mod value;
 
-pub use error::{MissingScopes, RequirementError, RoleError, ScopeError};
+pub use error::{RequirementError, RoleError, ScopeError};
+pub use missing::MissingScopes;
 pub use parse::{MAX_REQUIREMENT_DEPTH, MAX_REQUIREMENT_LEN};
 pub use requirement::Requirement;
 pub use roles::Roles;

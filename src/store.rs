@@ -4,6 +4,7 @@
 //! [`KeyStore`] for its database and runs the conformance kit
 //! (`keymint::testing::run_store_conformance`, feature `testing`) against it.
 
+mod error;
 mod memory;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -13,11 +14,11 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+pub use error::StoreError;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{InvalidTableName, PgStore};
 
-use crate::error::StoreError;
 use crate::format::KeyId;
 use crate::record::KeyRecord;
 

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::base62::is_base62;
-use crate::error::FormatError;
+use crate::format::FormatError;
 
 /// Shortest id a format may use.
 pub const MIN_ID_LEN: usize = 8;

@@ -6,8 +6,8 @@ use super::base62;
 use super::checksum::{self, CHECKSUM_LEN};
 use super::key_id::{KeyId, MAX_ID_LEN, MIN_ID_LEN};
 use super::prefix::{self, MAX_PREFIX_LEN};
-use crate::error::ParseError;
-use crate::secret::KeyHint;
+use crate::format::KeyHint;
+use crate::format::ParseError;
 
 /// Shortest secret a format may use.
 pub const MIN_SECRET_LEN: usize = 22;

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::base62::is_prefix_char;
-use crate::error::FormatError;
+use crate::format::FormatError;
 
 /// The longest prefix allowed, in characters.
 pub const MAX_PREFIX_LEN: usize = 32;

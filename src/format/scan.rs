@@ -10,12 +10,12 @@ use super::checksum::{self, CHECKSUM_LEN};
 use super::key_id::{DEFAULT_ID_LEN, MAX_ID_LEN, MIN_ID_LEN};
 use super::parse::{MAX_SECRET_LEN, MIN_SECRET_LEN};
 use super::prefix::{self, MAX_PREFIX_LEN};
-use crate::error::FormatError;
-use crate::secret::KeyHint;
+use crate::format::FormatError;
+use crate::format::KeyHint;
 
 /// A regular expression for keys of any prefix with the default id length, for secret
 /// scanners (gitleaks, GitHub custom patterns). Confirm its matches with
-/// [`parse_key`](crate::parse_key): the checksum removes false positives.
+/// [`parse_key`](super::parse_key): the checksum removes false positives.
 pub const GENERIC_REGEX: &str = r"\b[a-z0-9]+(?:_[a-z0-9]+)*_[0-9A-Za-z]{12}_[0-9A-Za-z]{28,70}\b";
 
 /// Scans text for checksum-valid keys.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::error::ParseError;
+use crate::format::ParseError;
 
 const KNOWN: &str = "sk_live_AbC123xyZ789_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1j4R67";
 

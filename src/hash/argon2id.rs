@@ -6,7 +6,7 @@ use zeroize::Zeroizing;
 
 use super::phc::{Phc, encode_b64};
 use super::{PhcHash, SecretHasher};
-use crate::error::HashError;
+use crate::hash::HashError;
 
 /// Argon2id with OWASP's recommended parameters by default (m = 19 456 KiB, t = 2, p = 1).
 ///
@@ -112,7 +112,7 @@ impl SecretHasher for Argon2idHasher {
 
     fn hash(&self, secret: &[u8]) -> Result<PhcHash, HashError> {
         let mut salt = [0u8; Self::SALT_LEN];
-        getrandom::fill(&mut salt).map_err(crate::error::RngError::from)?;
+        crate::random::fill(&mut salt)?;
         let mut out = Zeroizing::new([0u8; Self::OUTPUT_LEN]);
         Self::compute(
             secret,

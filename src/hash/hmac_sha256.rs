@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::phc::{Phc, encode_b64};
 use super::{PhcHash, SecretHasher};
-use crate::error::HashError;
+use crate::hash::HashError;
 
 /// A server-side HMAC key. At least 32 bytes; zeroized on drop; never printed.
 #[derive(Clone)]
@@ -148,7 +148,7 @@ impl SecretHasher for HmacSha256Hasher {
 
     fn hash(&self, secret: &[u8]) -> Result<PhcHash, HashError> {
         let mut salt = [0u8; Self::SALT_LEN];
-        getrandom::fill(&mut salt).map_err(crate::error::RngError::from)?;
+        crate::random::fill(&mut salt)?;
         let tag = Self::mac(&self.current.1, &salt, secret)?
             .finalize()
             .into_bytes();

@@ -2,7 +2,7 @@
 
 use base64ct::{Base64Unpadded, Encoding};
 
-use crate::error::HashError;
+use crate::hash::HashError;
 
 /// Longest stored hash this crate reads; longer strings are rejected unread.
 pub const MAX_PHC_LEN: usize = 512;

@@ -7,34 +7,15 @@ use chrono::TimeDelta;
 
 use super::cache::VerifiedCache;
 use super::last_used::LastUsed;
-use super::{AuditSink, CacheInvalidation, Inner, Keyring};
-use crate::clock::{Clock, SystemClock};
-use crate::error::KeyringError;
+use super::{AuditSink, Inner, Keyring};
+use crate::clock::{Clock, SharedClock};
 use crate::format::KeyFormat;
 use crate::hash::HashPolicy;
+use crate::invalidation::CacheInvalidation;
+use crate::keyring::KeyringError;
 use crate::ratelimit::{MemoryLimiter, Policy, RateLimiter};
 use crate::scope::Roles;
 use crate::store::KeyStore;
-
-/// Builds a [`Keyring`]; see [`Keyring::builder`] for the defaults.
-#[must_use]
-pub struct KeyringBuilder<S, L = MemoryLimiter> {
-    format: KeyFormat,
-    store: S,
-    limiter: L,
-    policies: HashMap<String, Arc<Policy>>,
-    default_policy: Option<String>,
-    failed_attempts: Option<Policy>,
-    hashes: HashPolicy,
-    clock: Arc<dyn Clock>,
-    cache: Option<(TimeDelta, usize)>,
-    rotation_grace: TimeDelta,
-    last_used_debounce: TimeDelta,
-    audit: Option<Arc<dyn AuditSink>>,
-    invalidation: Option<Arc<dyn CacheInvalidation>>,
-    roles: Roles,
-    uncached_concurrency: Option<(usize, usize)>,
-}
 
 /// Seconds between two warnings about failing verifications (the rest are counted).
 const WARN_INTERVAL_SECS: i64 = 10;
@@ -51,104 +32,180 @@ pub const DEFAULT_ROTATION_GRACE: TimeDelta = TimeDelta::hours(24);
 /// Default minimum interval between last-used writes of one key.
 pub const DEFAULT_LAST_USED_DEBOUNCE: TimeDelta = TimeDelta::minutes(1);
 
+/// Builds a [`Keyring`]; see [`Keyring::builder`] for the defaults.
+///
+/// Every setting lives in one configuration value, checked in one place by
+/// [`build`](Self::build); `L` is the rate limiter, [`DefaultLimiter`] until
+/// [`rate_limiter`](Self::rate_limiter) chooses another.
+#[must_use]
+pub struct KeyringBuilder<S, L = DefaultLimiter> {
+    store: S,
+    limiter: L,
+    config: Config,
+}
+
+/// Everything a keyring is configured with, apart from its store and limiter.
+struct Config {
+    format: KeyFormat,
+    policies: HashMap<String, Arc<Policy>>,
+    default_policy: Option<String>,
+    failed_attempts: Option<Policy>,
+    hashes: HashPolicy,
+    clock: SharedClock,
+    cache: Option<(TimeDelta, usize)>,
+    rotation_grace: TimeDelta,
+    last_used_debounce: TimeDelta,
+    audit: Option<Arc<dyn AuditSink>>,
+    invalidation: Option<Arc<dyn CacheInvalidation>>,
+    roles: Roles,
+    uncached_concurrency: Option<(usize, usize)>,
+}
+
+/// The default rate limiter of a [`KeyringBuilder`]: a [`MemoryLimiter`] that
+/// [`build`](KeyringBuilder::build) creates on the keyring's own clock, so a keyring built
+/// with a [`ManualClock`](crate::ManualClock) limits on manual time too.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultLimiter;
+
+/// The in-memory limiter a [`Keyring`] uses unless told otherwise.
+pub type KeyringMemoryLimiter = MemoryLimiter<SharedClock>;
+
+/// What [`KeyringBuilder::rate_limiter`] accepts: any [`RateLimiter`], or the
+/// [`DefaultLimiter`], which becomes a [`KeyringMemoryLimiter`] on the keyring's clock.
+pub trait IntoRateLimiter {
+    /// The limiter the keyring will use.
+    type Limiter: RateLimiter;
+    /// Makes it, given the keyring's clock.
+    fn into_rate_limiter(self, clock: &SharedClock) -> Self::Limiter;
+}
+
+impl<L: RateLimiter> IntoRateLimiter for L {
+    type Limiter = L;
+    fn into_rate_limiter(self, _clock: &SharedClock) -> L {
+        self
+    }
+}
+
+impl IntoRateLimiter for DefaultLimiter {
+    type Limiter = KeyringMemoryLimiter;
+    fn into_rate_limiter(self, clock: &SharedClock) -> KeyringMemoryLimiter {
+        MemoryLimiter::with_clock(clock.clone())
+    }
+}
+
+/// Why [`KeyringBuilder::build`] refused a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cache lifetime is not in `(0, MAX_CACHE_TTL]`.
+    #[error("cache ttl must be more than 0 and at most 10 minutes")]
+    CacheTtl,
+    /// The cache holds no entries.
+    #[error("cache capacity must be at least 1")]
+    CacheCapacity,
+    /// The rotation grace period is negative or longer than 366 days.
+    #[error("rotation grace must be between 0 and 366 days")]
+    RotationGrace,
+    /// The last-used debounce is negative or longer than a day.
+    #[error("last-used debounce must be between 0 and a day")]
+    LastUsedDebounce,
+    /// No verification could take the uncached path.
+    #[error("uncached concurrency must be at least 1")]
+    UncachedConcurrency,
+    /// [`KeyringBuilder::default_policy`] names a policy that was not defined.
+    #[error("the default rate-limit policy {0:?} is not defined")]
+    UndefinedDefaultPolicy(String),
+}
+
 impl<S: KeyStore> KeyringBuilder<S> {
     pub(super) fn new(format: KeyFormat, store: S) -> Self {
         Self {
-            format,
             store,
-            limiter: MemoryLimiter::new(),
-            policies: HashMap::new(),
-            default_policy: None,
-            failed_attempts: None,
-            hashes: HashPolicy::default(),
-            clock: Arc::new(SystemClock),
-            cache: Some((DEFAULT_CACHE_TTL, DEFAULT_CACHE_CAPACITY)),
-            rotation_grace: DEFAULT_ROTATION_GRACE,
-            last_used_debounce: DEFAULT_LAST_USED_DEBOUNCE,
-            audit: None,
-            invalidation: None,
-            roles: Roles::new(),
-            uncached_concurrency: None,
+            limiter: DefaultLimiter,
+            config: Config {
+                format,
+                policies: HashMap::new(),
+                default_policy: None,
+                failed_attempts: None,
+                hashes: HashPolicy::default(),
+                clock: SharedClock::default(),
+                cache: Some((DEFAULT_CACHE_TTL, DEFAULT_CACHE_CAPACITY)),
+                rotation_grace: DEFAULT_ROTATION_GRACE,
+                last_used_debounce: DEFAULT_LAST_USED_DEBOUNCE,
+                audit: None,
+                invalidation: None,
+                roles: Roles::new(),
+                uncached_concurrency: None,
+            },
         }
     }
 }
 
-impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
+impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
     /// How secrets are hashed and which stored hashes are accepted.
     pub fn hashes(mut self, hashes: HashPolicy) -> Self {
-        self.hashes = hashes;
+        self.config.hashes = hashes;
         self
     }
 
-    /// Where time comes from (a [`ManualClock`](crate::ManualClock) in tests). Give the
-    /// rate limiter the same clock ([`MemoryLimiter::with_clock`]).
+    /// Where time comes from (a [`ManualClock`](crate::ManualClock) in tests). The default
+    /// in-memory rate limiter and the failed-attempt throttle follow it; give a limiter
+    /// of your own the same clock.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.config.clock = SharedClock::new(clock);
         self
     }
 
     /// Verified-key cache lifetime (0 < ttl <= [`MAX_CACHE_TTL`]) and entry count (>= 1).
     pub fn cache(mut self, ttl: TimeDelta, capacity: usize) -> Self {
-        self.cache = Some((ttl, capacity));
+        self.config.cache = Some((ttl, capacity));
         self
     }
 
     /// No verified-key cache: every verification reads the store and hashes.
     pub fn without_cache(mut self) -> Self {
-        self.cache = None;
+        self.config.cache = None;
         self
     }
 
     /// How long a rotated key keeps working (0 stops it at once; at most 366 days).
     pub fn rotation_grace(mut self, grace: TimeDelta) -> Self {
-        self.rotation_grace = grace;
+        self.config.rotation_grace = grace;
         self
     }
 
     /// Minimum interval between last-used writes of one key (>= 0).
     pub fn last_used_debounce(mut self, interval: TimeDelta) -> Self {
-        self.last_used_debounce = interval;
+        self.config.last_used_debounce = interval;
         self
     }
 
     /// Named bundles of scopes that records may reference; resolved at verify time, so
     /// changing a role (by rebuilding the keyring) changes every key that references it.
     pub fn roles(mut self, roles: Roles) -> Self {
-        self.roles = roles;
+        self.config.roles = roles;
         self
     }
 
     /// Where audit events go.
     pub fn audit(mut self, sink: impl AuditSink) -> Self {
-        self.audit = Some(Arc::new(sink));
+        self.config.audit = Some(Arc::new(sink));
         self
     }
 
     /// The fleet's cache-invalidation channel.
     pub fn invalidation(mut self, channel: impl CacheInvalidation) -> Self {
-        self.invalidation = Some(Arc::new(channel));
+        self.config.invalidation = Some(Arc::new(channel));
         self
     }
 
-    /// The rate-limit backend (default: an in-memory [`MemoryLimiter`] on the system
+    /// The rate-limit backend (default: an in-memory [`MemoryLimiter`] on the keyring's
     /// clock; a [`RedisLimiter`](crate::ratelimit::RedisLimiter) for fleet-wide limits).
     pub fn rate_limiter<L2: RateLimiter>(self, limiter: L2) -> KeyringBuilder<S, L2> {
         KeyringBuilder {
-            format: self.format,
             store: self.store,
             limiter,
-            policies: self.policies,
-            default_policy: self.default_policy,
-            failed_attempts: self.failed_attempts,
-            hashes: self.hashes,
-            clock: self.clock,
-            cache: self.cache,
-            rotation_grace: self.rotation_grace,
-            last_used_debounce: self.last_used_debounce,
-            audit: self.audit,
-            invalidation: self.invalidation,
-            roles: self.roles,
-            uncached_concurrency: self.uncached_concurrency,
+            config: self.config,
         }
     }
 
@@ -164,7 +221,7 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
     /// store's connection pool size, so that uncached verifications can never take every
     /// connection from the rest of the keyring (credits, updates).
     pub fn uncached_concurrency(mut self, concurrency: usize, max_waiting: usize) -> Self {
-        self.uncached_concurrency = Some((concurrency, max_waiting));
+        self.config.uncached_concurrency = Some((concurrency, max_waiting));
         self
     }
 
@@ -178,7 +235,8 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
     /// Defines a rate-limit policy that keys may name
     /// ([`IssueRequest::rate_limit_policy`](super::IssueRequest::rate_limit_policy)).
     pub fn policy(mut self, policy: Policy) -> Self {
-        self.policies
+        self.config
+            .policies
             .insert(policy.name().to_owned(), Arc::new(policy));
         self
     }
@@ -186,7 +244,7 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
     /// The policy (defined with [`policy`](Self::policy)) for keys that name none. Without
     /// it, such keys are not rate-limited.
     pub fn default_policy(mut self, name: &str) -> Self {
-        self.default_policy = Some(name.to_owned());
+        self.config.default_policy = Some(name.to_owned());
         self
     }
 
@@ -198,86 +256,80 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
     /// clients); in a fleet each process counts separately. Concurrent attempts that pass
     /// the check together are all counted afterwards.
     pub fn failed_attempt_throttle(mut self, policy: Policy) -> Self {
-        self.failed_attempts = Some(policy);
+        self.config.failed_attempts = Some(policy);
         self
     }
 
     /// Checks the configuration and builds the keyring.
     ///
     /// # Errors
-    /// [`KeyringError::Config`] for an out-of-range duration or size or an undefined
-    /// default policy, [`KeyringError::Rng`] when no randomness is available for the cache
-    /// key.
-    pub fn build(self) -> Result<Keyring<S, L>, KeyringError> {
-        let cache = match self.cache {
+    /// [`KeyringError::Config`] naming the setting that is out of range (a [`ConfigError`]),
+    /// [`KeyringError::Hash`] when the dummy hash for unknown ids cannot be computed,
+    /// [`KeyringError::Rng`] when no randomness is available for the cache key.
+    pub fn build(self) -> Result<Keyring<S, L::Limiter>, KeyringError> {
+        let config = self.config;
+        let cache = match config.cache {
             None => None,
             Some((ttl, capacity)) => {
                 if ttl <= TimeDelta::zero() || ttl > MAX_CACHE_TTL {
-                    return Err(KeyringError::Config("cache ttl must be in (0, 10 min]"));
+                    return Err(ConfigError::CacheTtl.into());
                 }
                 if capacity == 0 {
-                    return Err(KeyringError::Config("cache capacity must be at least 1"));
+                    return Err(ConfigError::CacheCapacity.into());
                 }
                 Some(VerifiedCache::new(ttl, capacity)?)
             }
         };
-        if self.rotation_grace < TimeDelta::zero()
-            || self.rotation_grace > super::manage::MAX_ROTATION_GRACE
+        if config.rotation_grace < TimeDelta::zero()
+            || config.rotation_grace > super::manage::MAX_ROTATION_GRACE
         {
-            return Err(KeyringError::Config(
-                "rotation grace must be between 0 and 366 days",
-            ));
+            return Err(ConfigError::RotationGrace.into());
         }
-        if self.last_used_debounce > TimeDelta::days(1) {
-            return Err(KeyringError::Config(
-                "last-used debounce must be at most a day",
-            ));
+        if config.last_used_debounce < TimeDelta::zero()
+            || config.last_used_debounce > TimeDelta::days(1)
+        {
+            return Err(ConfigError::LastUsedDebounce.into());
         }
-        // Built now, not on the first unknown id: that request would otherwise take twice
-        // as long as a wrong secret, and a failure here would silently drop the padding.
-        self.hashes.prepare_dummy()?;
-        let (concurrency, max_waiting) = self.uncached_concurrency.unwrap_or_else(|| {
+        let (concurrency, max_waiting) = config.uncached_concurrency.unwrap_or_else(|| {
             let cpus = std::thread::available_parallelism().map_or(1, usize::from);
             (cpus, cpus * 64)
         });
         if concurrency == 0 {
-            return Err(KeyringError::Config(
-                "uncached concurrency must be at least 1",
-            ));
+            return Err(ConfigError::UncachedConcurrency.into());
         }
-        if self.last_used_debounce < TimeDelta::zero() {
-            return Err(KeyringError::Config(
-                "last-used debounce must not be negative",
-            ));
-        }
-        let default_policy = match &self.default_policy {
+        let default_policy = match &config.default_policy {
             None => None,
             Some(name) => Some(
-                self.policies
+                config
+                    .policies
                     .get(name)
                     .cloned()
-                    .ok_or(KeyringError::Config("the default policy is not defined"))?,
+                    .ok_or_else(|| ConfigError::UndefinedDefaultPolicy(name.clone()))?,
             ),
         };
+        // Built now, not on the first unknown id: that request would otherwise take twice
+        // as long as a wrong secret, and a failure here would silently drop the padding.
+        config.hashes.prepare_dummy()?;
+        let limiter = self.limiter.into_rate_limiter(&config.clock);
         Ok(Keyring {
             inner: Arc::new(Inner {
-                format: self.format,
+                format: config.format,
                 store: self.store,
-                limiter: self.limiter,
-                policies: self.policies,
+                limiter,
+                policies: config.policies,
                 default_policy,
-                throttle: self
+                throttle: config
                     .failed_attempts
-                    .map(|p| super::limits::Throttle::new(p, self.clock.clone())),
-                hashes: self.hashes,
-                clock: self.clock,
+                    .map(|p| super::throttle::Throttle::new(p, config.clock.clone())),
+                hashes: config.hashes,
+                clock: config.clock,
                 cache,
-                rotation_grace: self.rotation_grace,
-                last_used: LastUsed::new(self.last_used_debounce),
-                audit: self.audit,
-                invalidation: self.invalidation,
-                roles: self.roles,
-                gate: super::blocking::HashGate::new(concurrency, max_waiting),
+                rotation_grace: config.rotation_grace,
+                last_used: LastUsed::new(config.last_used_debounce),
+                audit: config.audit,
+                invalidation: config.invalidation,
+                roles: config.roles,
+                gate: super::hash_gate::HashGate::new(concurrency, max_waiting),
                 warnings: super::refusal::WarnEvery::new(WARN_INTERVAL_SECS),
             }),
         })
@@ -286,12 +338,13 @@ impl<S: KeyStore, L: RateLimiter> KeyringBuilder<S, L> {
 
 impl<S, L> std::fmt::Debug for KeyringBuilder<S, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.config;
         f.debug_struct("KeyringBuilder")
-            .field("format", &self.format)
-            .field("hashes", &self.hashes)
-            .field("cache", &self.cache)
-            .field("rotation_grace", &self.rotation_grace)
-            .field("policies", &self.policies.keys().collect::<Vec<_>>())
+            .field("format", &c.format)
+            .field("hashes", &c.hashes)
+            .field("cache", &c.cache)
+            .field("rotation_grace", &c.rotation_grace)
+            .field("policies", &c.policies.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }

@@ -15,8 +15,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::verify::Authenticated;
-use crate::error::RngError;
 use crate::format::KeyId;
+use crate::random::RngError;
 
 pub(crate) type Digest = [u8; 32];
 

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
+use crate::format::KeyHint;
 use crate::format::KeyId;
-use crate::secret::KeyHint;
 
 /// Receives lifecycle events and verification failures, for an audit log or metrics.
 ///
@@ -128,19 +128,4 @@ pub enum FailureReason {
     Overloaded,
     /// Store, limiter or hash failure, or a configuration error.
     Unavailable,
-}
-
-/// Carries cache invalidations between the processes of a fleet.
-///
-/// The keyring calls [`publish`](Self::publish) after every change it makes to a key
-/// (revoke, disable, enable, update, rotate). Back it with your pub/sub (Redis, NATS,
-/// PostgreSQL `NOTIFY`) and, in every process, pass each id received to
-/// [`Keyring::invalidate_cached`](crate::Keyring::invalidate_cached).
-///
-/// Staleness bound: without it, a change made in one process reaches the caches of the
-/// others within the cache TTL (default 30 s); with it, within the pub/sub delivery delay
-/// (and still within the TTL if a message is lost).
-pub trait CacheInvalidation: Send + Sync + fmt::Debug + 'static {
-    /// Announces that the record `id` changed.
-    fn publish(&self, id: &KeyId);
 }

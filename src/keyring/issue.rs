@@ -3,16 +3,18 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Keyring;
-use super::blocking::run_blocking;
+use super::hash_gate::run_blocking;
 use crate::cidr::Cidr;
-use crate::error::{KeyringError, StoreError};
+use crate::clock::Clock as _;
+use crate::format::GeneratedKey;
 use crate::format::KeyId;
+use crate::keyring::KeyringError;
 use crate::ratelimit::RateLimiter;
 use crate::ratelimit::Refill;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::{Roles, Scope};
-use crate::secret::GeneratedKey;
 use crate::store::KeyStore;
+use crate::store::StoreError;
 
 /// Longest owner, name, environment, policy, scope or role string accepted.
 const MAX_FIELD_LEN: usize = 256;

@@ -5,12 +5,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::issue::{RecordTemplate, check_metadata, check_roles, check_text, parse_scopes};
 use super::{AuditEvent, IssuedKey, Keyring};
 use crate::cidr::Cidr;
-use crate::error::{KeyringError, StoreError};
+use crate::clock::Clock as _;
 use crate::format::KeyId;
+use crate::keyring::KeyringError;
 use crate::ratelimit::RateLimiter;
 use crate::ratelimit::Refill;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
 use crate::scope::{Roles, Scope};
+use crate::store::StoreError;
 use crate::store::{KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
 
 /// Attempts of a read-modify-write before reporting [`KeyringError::Contention`].

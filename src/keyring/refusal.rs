@@ -5,10 +5,13 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::events::FailureReason;
-use super::limits::RateLimitDenial;
-use crate::error::{HashError, ParseError, StoreError, VerifyError};
+use crate::format::ParseError;
+use crate::hash::HashError;
+use crate::keyring::VerifyError;
+use crate::ratelimit::RateLimitDenial;
 use crate::ratelimit::RateLimitError;
 use crate::scope::MissingScopes;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub(crate) enum Refusal {

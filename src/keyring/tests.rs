@@ -4,10 +4,12 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
-use crate::error::{KeyringError, StoreError, VerifyError};
+use crate::clock::Clock as _;
 use crate::format::KeyId;
 use crate::hash::{Argon2idHasher, HmacSha256Hasher, Pepper};
+use crate::keyring::{KeyringError, VerifyError};
 use crate::record::{KeyRecord, KeyStatus};
+use crate::store::StoreError;
 use crate::store::{Decrement, MemoryStore, Page, PageRequest};
 use crate::{ManualClock, Verdict};
 

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
-use super::blocking::{GateError, spawn_or_run};
-use super::limits::RateLimitDenial;
+use super::hash_gate::{GateError, spawn_or_run};
 use super::refusal::Refusal;
 use super::{AuditEvent, Keyring};
-use crate::error::VerifyError;
+use crate::clock::Clock as _;
 use crate::format::{KeyId, ParsedKey};
 use crate::hash::Verdict;
+use crate::keyring::VerifyError;
+use crate::ratelimit::RateLimitDenial;
 use crate::ratelimit::{Credits, Decision, Policy, RateLimitError, RateLimitHeaders, RateLimiter};
 use crate::record::{KeyRecord, KeyStatus};
 use crate::scope::{Requirement, ScopeSet};
@@ -354,7 +355,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                     },
                 };
             }
-            if super::credits::refill_due(current, now) {
+            if super::refill::refill_due(current, now) {
                 let cached = (current.id == key.record.id).then_some(key);
                 self.refill_credits(&current.id, cached, now)
                     .await
@@ -389,7 +390,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         match self.inner.store.get(id).await {
             Ok(Some(record)) => Ok(record),
             Ok(None) => Err(Refusal::StoreUnavailable(
-                crate::error::StoreError::NotFound,
+                crate::store::StoreError::NotFound,
             )),
             Err(e) => Err(Refusal::StoreUnavailable(e)),
         }
@@ -507,7 +508,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     ///
     /// # Errors
     /// The store's error; the batch stays queued for the next flush.
-    pub async fn flush_last_used(&self) -> Result<(), crate::error::StoreError> {
+    pub async fn flush_last_used(&self) -> Result<(), crate::store::StoreError> {
         let batch = self.inner.last_used.take_pending();
         if batch.is_empty() {
             return Ok(());

@@ -15,7 +15,7 @@
 use std::fmt::{self, Write as _};
 
 use super::error::RequirementError;
-use super::requirement::{Expr, RESERVED};
+use super::expr::{Expr, RESERVED};
 use super::value::{self, Scope};
 
 /// The longest requirement text accepted, in bytes (the input and its canonical form).

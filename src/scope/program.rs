@@ -5,7 +5,7 @@
 //! test c; end:`. `and`/`or` short-circuit exactly like the expression; jumps only go
 //! forward, so a run takes at most one step per instruction.
 
-use super::requirement::Expr;
+use super::expr::Expr;
 use super::set::ScopeSet;
 use super::value::Scope;
 

@@ -5,24 +5,13 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::error::{MissingScopes, RequirementError};
+use super::error::RequirementError;
+use super::expr::{Expr, RESERVED};
+use super::missing::MissingScopes;
 use super::parse;
 use super::program::{self, Op};
 use super::set::ScopeSet;
 use super::value::Scope;
-
-/// The tree behind a [`Requirement`]. `All` and `Any` always have two or more items.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Expr {
-    Scope(Scope),
-    Not(Box<Expr>),
-    All(Vec<Expr>),
-    Any(Vec<Expr>),
-}
-
-/// Words the requirement language keeps for itself; a single-segment scope spelled like
-/// one cannot appear in a requirement.
-pub(crate) const RESERVED: [&str; 3] = ["and", "or", "not"];
 
 /// A boolean expression over scopes that granted scopes must satisfy.
 ///

@@ -8,9 +8,9 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::{Decrement, KeyStore, Page, PageRequest};
-use crate::error::StoreError;
 use crate::format::KeyId;
 use crate::record::KeyRecord;
+use crate::store::StoreError;
 
 /// Key records in a concurrent hash map, with an owner index for listings.
 ///

@@ -11,9 +11,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{Decrement, KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
-use crate::error::StoreError;
 use crate::format::KeyId;
 use crate::record::KeyRecord;
+use crate::store::StoreError;
 
 /// Longest accepted table name (without schema), leaving room for index-name suffixes
 /// within PostgreSQL's 63-byte identifier limit.

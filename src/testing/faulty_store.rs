@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::error::StoreError;
 use crate::format::KeyId;
 use crate::record::KeyRecord;
+use crate::store::StoreError;
 use crate::store::{Decrement, KeyStore, Page, PageRequest};
 
 /// One method of [`KeyStore`], for counting calls and planning faults.

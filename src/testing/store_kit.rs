@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::error::StoreError;
 use crate::format::{KeyFormat, KeyId};
 use crate::hash::PhcHash;
 use crate::record::{KeyRecord, KeyStatus};
+use crate::store::StoreError;
 use crate::store::{Decrement, KeyStore, PageRequest};
 
 /// A record that any store must accept, with a fresh random id and the given owner.

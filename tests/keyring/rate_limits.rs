@@ -49,3 +49,74 @@ async fn rotation_hands_the_rate_limit_budget_on_instead_of_resetting_it() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_default_limiter_follows_the_keyrings_clock() {
+    let clock = ManualClock::default();
+    let policy = Policy::single(
+        "minute",
+        keymint::Quota::per_minute(NonZeroU32::new(1).unwrap()),
+    )
+    .unwrap();
+    // No `rate_limiter(..)`: the in-memory default must run on the manual clock too.
+    let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), MemoryStore::new())
+        .hashes(fast_hashes())
+        .clock(clock.clone())
+        .policy(policy)
+        .default_policy("minute")
+        .build()
+        .unwrap();
+    let key = keyring
+        .issue(IssueRequest::new("a", "n"))
+        .await
+        .unwrap()
+        .key;
+    keyring.verify(key.expose_secret(), &ctx()).await.unwrap();
+    assert!(matches!(
+        keyring.verify(key.expose_secret(), &ctx()).await,
+        Err(VerifyError::RateLimited(_))
+    ));
+    clock.advance(TimeDelta::minutes(1));
+    keyring.verify(key.expose_secret(), &ctx()).await.unwrap();
+}
+
+#[test]
+fn configuration_errors_name_the_setting() {
+    use keymint::KeyringError;
+    use keymint::keyring::ConfigError;
+    type Builder = keymint::KeyringBuilder<MemoryStore>;
+    type Case = (fn(Builder) -> Builder, ConfigError);
+    let build = |configure: fn(Builder) -> Builder| {
+        configure(
+            Keyring::builder(KeyFormat::new("sk_test").unwrap(), MemoryStore::new())
+                .hashes(fast_hashes()),
+        )
+        .build()
+        .map(|_| ())
+    };
+    let cases: [Case; 5] = [
+        (
+            |b| b.default_policy("nope"),
+            ConfigError::UndefinedDefaultPolicy("nope".into()),
+        ),
+        (|b| b.cache(TimeDelta::zero(), 10), ConfigError::CacheTtl),
+        (
+            |b| b.cache(TimeDelta::seconds(1), 0),
+            ConfigError::CacheCapacity,
+        ),
+        (
+            |b| b.rotation_grace(TimeDelta::days(400)),
+            ConfigError::RotationGrace,
+        ),
+        (
+            |b| b.uncached_concurrency(0, 1),
+            ConfigError::UncachedConcurrency,
+        ),
+    ];
+    for (configure, expected) in cases {
+        match build(configure) {
+            Err(KeyringError::Config(found)) => assert_eq!(found, expected),
+            other => panic!("expected {expected:?}, got {other:?}"),
+        }
+    }
+}

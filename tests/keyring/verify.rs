@@ -175,3 +175,40 @@ async fn store_failures_warn_once_per_interval_not_once_per_request() {
         .count();
     assert_eq!(warnings, 1, "one warning for the burst, the rest counted");
 }
+
+/// Hosts run verifications inside spawned tasks (every axum handler is one), so the futures
+/// must be `Send`, also when the context is a temporary; rustc loses that proof easily
+/// (a `dyn` clock behind a generic parameter once did it), so it is pinned here.
+#[tokio::test]
+async fn verify_and_management_futures_can_be_spawned() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret().to_owned();
+    let keyring = f.keyring.clone();
+    let id = issued.record.id.clone();
+    tokio::spawn(async move {
+        keyring
+            .verify(&key, &keymint::VerifyContext::new())
+            .await
+            .unwrap();
+        let needs = keymint::Requirement::parse("a").unwrap();
+        let _ = keyring
+            .verify(&key, &keymint::VerifyContext::new().require(&needs))
+            .await;
+        keyring.rotate(&id, None).await.unwrap();
+    })
+    .await
+    .unwrap();
+    let default = Keyring::builder(KeyFormat::new("sk_test").unwrap(), MemoryStore::new())
+        .hashes(fast_hashes())
+        .build()
+        .unwrap();
+    tokio::spawn(async move {
+        default
+            .verify("x", &keymint::VerifyContext::new())
+            .await
+            .is_err()
+    })
+    .await
+    .unwrap();
+}

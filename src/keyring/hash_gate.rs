@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::error::HashError;
+use crate::hash::HashError;
 
 /// Runs `work` on tokio's blocking pool when called inside a tokio runtime (feature
 /// `tokio`), so a burst of Argon2 verifications does not stall other tasks; otherwise runs

@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 
 use super::Keyring;
 use super::verify::Authenticated;
-use crate::error::StoreError;
 use crate::format::KeyId;
 use crate::ratelimit::{Credits, RateLimiter};
 use crate::record::KeyRecord;
 use crate::store::KeyStore;
+use crate::store::StoreError;
 
 /// Attempts at the compare-and-set that stores a refill.
 const REFILL_ATTEMPTS: usize = 8;

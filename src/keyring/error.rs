@@ -1,138 +1,15 @@
-//! Error types. Every `Display` is a lowercase sentence fragment without a trailing period,
-//! and no error ever carries secret material: parse errors hold positions and lengths only.
+//! Errors of the keyring: why a presented key was refused, and why a management operation
+//! failed. Every `Display` is a lowercase fragment without a trailing period, and no error
+//! carries secret material.
 
 use thiserror::Error;
 
-/// A key format or one of its parts could not be built.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum FormatError {
-    /// The prefix is empty, longer than 32 characters, or not `a-z0-9` segments joined by
-    /// single `_`.
-    #[error("invalid prefix: expected 1 to 32 characters of a-z/0-9 segments joined by single '_'")]
-    InvalidPrefix,
-    /// An id length outside `MIN_ID_LEN..=MAX_ID_LEN`.
-    #[error("id length {0} is outside the allowed 8..=32")]
-    IdLength(usize),
-    /// A secret length outside `MIN_SECRET_LEN..=MAX_SECRET_LEN`.
-    #[error("secret length {0} is outside the allowed 22..=64")]
-    SecretLength(usize),
-    /// A key id that is not 8 to 32 base62 characters.
-    #[error("invalid key id: expected 8 to 32 base62 characters")]
-    InvalidId,
-}
-
-/// Why a presented string is not a well-formed key. Checked without I/O, in the order of
-/// the variants below; rejection does not allocate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum ParseError {
-    /// The string is empty.
-    #[error("key is empty")]
-    Empty,
-    /// The string is longer than any key of the expected format; it was not read.
-    #[error("key is too long: {len} bytes, at most {max} expected")]
-    TooLong {
-        /// Length of the presented string, in bytes.
-        len: usize,
-        /// Longest length accepted.
-        max: usize,
-    },
-    /// A byte that is neither base62 nor `_`.
-    #[error("invalid character at byte {position}")]
-    InvalidCharacter {
-        /// Byte offset of the first offending byte.
-        position: usize,
-    },
-    /// Fewer than two `_` separators.
-    #[error("missing '_' separators between prefix, id and secret")]
-    MissingSeparator,
-    /// The prefix part is not well-formed.
-    #[error("invalid prefix")]
-    InvalidPrefix,
-    /// A well-formed prefix that is not the expected one.
-    #[error("unknown prefix")]
-    PrefixMismatch,
-    /// The id part has the wrong length.
-    #[error("id has {found} characters, expected {min}..={max}")]
-    IdLength {
-        /// Characters found.
-        found: usize,
-        /// Fewest accepted.
-        min: usize,
-        /// Most accepted.
-        max: usize,
-    },
-    /// The secret part has the wrong length.
-    #[error("secret has {found} characters, expected {min}..={max}")]
-    SecretLength {
-        /// Characters found.
-        found: usize,
-        /// Fewest accepted.
-        min: usize,
-        /// Most accepted.
-        max: usize,
-    },
-    /// The checksum does not match: a typo, a truncated key or random text.
-    #[error("checksum mismatch")]
-    ChecksumMismatch,
-}
-
-/// The operating system's random source failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
-#[error("operating system random source failed: {0}")]
-pub struct RngError(#[from] getrandom::Error);
-
-/// Hashing a secret or reading a stored hash failed.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum HashError {
-    /// The stored string is not a well-formed PHC string.
-    #[error("malformed stored hash: {0}")]
-    Malformed(&'static str),
-    /// The stored hash names an algorithm that no configured hasher accepts.
-    #[error("stored hash uses algorithm {0:?}, which is not accepted")]
-    UnsupportedAlgorithm(String),
-    /// The stored hash's parameters are outside what this crate will compute (for example an
-    /// Argon2 memory cost over the cap, which would let a tampered record exhaust memory).
-    #[error("stored hash has unsupported parameters: {0}")]
-    UnsupportedParams(&'static str),
-    /// The stored hash was made with a pepper (HMAC key) that is not configured.
-    #[error("stored hash uses pepper {0:?}, which is not configured")]
-    UnknownPepper(String),
-    /// Hasher configuration out of range.
-    #[error("invalid hasher configuration: {0}")]
-    InvalidConfig(&'static str),
-    /// No randomness for a salt.
-    #[error(transparent)]
-    Rng(#[from] RngError),
-    /// The hash function itself failed.
-    #[error("hash computation failed: {0}")]
-    Backend(&'static str),
-}
-
-/// A [`KeyStore`](crate::KeyStore) operation failed.
-#[derive(Clone, Debug, Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// Insert of an id that exists, or update of a record whose version moved on.
-    #[error("conflict: the record exists or was changed concurrently")]
-    Conflict,
-    /// No record with that id.
-    #[error("record not found")]
-    NotFound,
-    /// The backend could not answer (connection, timeout, corrupt row). Authentication
-    /// fails closed on this error.
-    #[error("store unavailable")]
-    Unavailable(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
-}
-
-impl StoreError {
-    /// Wraps a backend error as [`StoreError::Unavailable`].
-    pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self::Unavailable(std::sync::Arc::new(source))
-    }
-}
+use crate::format::ParseError;
+use crate::hash::HashError;
+use crate::random::RngError;
+use crate::ratelimit::{RateLimitDenial, RateLimitError, RateLimitHeaders};
+use crate::scope::MissingScopes;
+use crate::store::StoreError;
 
 /// Why a presented key was not accepted. Each variant maps to an HTTP status
 /// ([`status_code`](Self::status_code)) and a stable metrics label ([`code`](Self::code)).
@@ -168,14 +45,14 @@ pub enum VerifyError {
     ClientNotAllowed,
     /// The key does not hold the scopes the request requires.
     #[error("{0}")]
-    InsufficientScope(crate::scope::MissingScopes),
+    InsufficientScope(MissingScopes),
     /// The key's rate limit refused the request; nothing was charged.
     #[error("rate limited: {0}")]
-    RateLimited(crate::keyring::RateLimitDenial),
+    RateLimited(RateLimitDenial),
     /// Too many failed verifications from this client address; checked before any store
     /// or hash work.
     #[error("too many failed attempts: {0}")]
-    Throttled(crate::keyring::RateLimitDenial),
+    Throttled(RateLimitDenial),
     /// The key names a rate-limit policy that the keyring does not define: access is
     /// denied until the configuration is fixed.
     #[error("api key names an unknown rate-limit policy")]
@@ -183,11 +60,11 @@ pub enum VerifyError {
     /// The rate limiter could not decide (for example Redis is down with a fail-closed
     /// policy): access is denied.
     #[error("rate limiter unavailable")]
-    RateLimiterUnavailable(#[source] crate::ratelimit::RateLimitError),
+    RateLimiterUnavailable(#[source] RateLimitError),
     /// The request's cost is above what the key's policy can ever admit: a bug in the
     /// caller or the policy, not a client error.
     #[error("request cost cannot be admitted by the rate-limit policy")]
-    InvalidCost(#[source] crate::ratelimit::RateLimitError),
+    InvalidCost(#[source] RateLimitError),
     /// The key has no uses left.
     #[error("api key usage exhausted")]
     UsageExhausted,
@@ -225,7 +102,7 @@ impl VerifyError {
 
     /// `RateLimit-Policy`, `RateLimit` and `Retry-After` values for a 429 from a rate limit
     /// or the failed-attempt throttle.
-    pub fn rate_limit_headers(&self) -> Option<crate::ratelimit::RateLimitHeaders> {
+    pub fn rate_limit_headers(&self) -> Option<RateLimitHeaders> {
         match self {
             Self::RateLimited(denial) | Self::Throttled(denial) => Some(denial.headers()),
             _ => None,
@@ -284,7 +161,7 @@ pub enum KeyringError {
     Rng(#[from] RngError),
     /// Configuration given to the keyring builder is invalid.
     #[error("invalid keyring configuration: {0}")]
-    Config(&'static str),
+    Config(#[from] super::builder::ConfigError),
 }
 
 impl From<StoreError> for KeyringError {

@@ -1,66 +1,13 @@
-//! Rate limits and the failed-attempt throttle, as the keyring applies them.
+//! The failed-attempt throttle: failed verifications counted per client network.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use crate::clock::Clock;
-use crate::ratelimit::{Decision, MemoryLimiter, Policy, RateLimitHeaders};
-
-/// A request refused by a rate limit: which policy, and the decision with its retry time.
-#[derive(Clone)]
-pub struct RateLimitDenial {
-    policy: Arc<Policy>,
-    decision: Decision,
-}
-
-impl RateLimitDenial {
-    pub(crate) fn new(policy: Arc<Policy>, decision: Decision) -> Self {
-        Self { policy, decision }
-    }
-
-    /// The policy that refused.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
-    /// The decision: limit, remaining, reset and retry times.
-    pub fn decision(&self) -> &Decision {
-        &self.decision
-    }
-
-    /// When the same request would be admitted, if known.
-    pub fn retry_after(&self) -> Option<Duration> {
-        self.decision.retry_after
-    }
-
-    /// `RateLimit-Policy`, `RateLimit` and `Retry-After` values for the 429 response.
-    pub fn headers(&self) -> RateLimitHeaders {
-        RateLimitHeaders::new(&self.policy, &self.decision)
-    }
-}
-
-impl fmt::Debug for RateLimitDenial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitDenial")
-            .field("policy", &self.policy.name())
-            .field("decision", &self.decision)
-            .finish()
-    }
-}
-
-impl fmt::Display for RateLimitDenial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "policy {:?}", self.policy.name())?;
-        if let Some(secs) = self.decision.retry_after_secs() {
-            write!(f, ", retry after {secs} s")?;
-        }
-        Ok(())
-    }
-}
+use crate::clock::SharedClock;
+use crate::ratelimit::{MemoryLimiter, Policy, RateLimitDenial};
 
 /// Most client addresses the throttle tracks at once; idle ones are swept.
 const THROTTLE_MAX_CLIENTS: usize = 1 << 20;
@@ -69,12 +16,12 @@ const THROTTLE_MAX_CLIENTS: usize = 1 << 20;
 /// never crowd real keys out of the key limiter's table), keyed by client network.
 pub(crate) struct Throttle {
     policy: Arc<Policy>,
-    limiter: MemoryLimiter<Arc<dyn Clock>>,
+    limiter: MemoryLimiter<SharedClock>,
     warned_no_client: AtomicBool,
 }
 
 impl Throttle {
-    pub(crate) fn new(policy: Policy, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(policy: Policy, clock: SharedClock) -> Self {
         let max = NonZeroUsize::new(THROTTLE_MAX_CLIENTS).unwrap_or(NonZeroUsize::MIN);
         Self {
             policy: Arc::new(policy),

@@ -1,44 +1,12 @@
-//! Types that hold a plaintext key: zeroized on drop, never printed.
+//! A freshly minted key: the only place a plaintext key exists, zeroized on drop.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::format::{KeyId, ParsedKey};
-
-/// The part of a key that may be shown to people: `sk_live_AbC123xyZ789_…k2Qz` (prefix,
-/// id and the key's last four characters, which belong to the checksum).
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct KeyHint(Box<str>);
-
-impl KeyHint {
-    /// Length of the visible tail.
-    pub const TAIL_LEN: usize = 4;
-
-    pub(crate) fn new(prefix: &str, id: &str, key: &str) -> Self {
-        let tail = &key[key.len().saturating_sub(Self::TAIL_LEN)..];
-        Self(format!("{prefix}_{id}_…{tail}").into())
-    }
-
-    /// The hint as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for KeyHint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for KeyHint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyHint({})", self.0)
-    }
-}
+use super::hint::KeyHint;
+use super::key_id::KeyId;
+use super::parse::ParsedKey;
 
 /// A freshly minted key. The plaintext exists only here: show it to its owner once, store
 /// its hash, and drop it. It is zeroized on drop, is neither `Clone` nor `Serialize`, and
