@@ -12,18 +12,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// A crate root's modules resolve beside it (src/bin/), so point them into src/bin/keymint/.
-#[path = "keymint/hashing.rs"]
 mod hashing;
-#[path = "keymint/input.rs"]
 mod input;
-#[path = "keymint/keys.rs"]
 mod keys;
-#[path = "keymint/output.rs"]
 mod output;
-#[path = "keymint/redact.rs"]
 mod redact;
-#[path = "keymint/scan.rs"]
 mod scan;
 
 use output::Failure;
