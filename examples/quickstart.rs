@@ -132,7 +132,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("acct_42 has {} keys:", listed.items.len());
     for record in listed.items {
-        println!("  {}  {:<9}  {:?}", record.hint, record.name, record.status);
+        println!(
+            "  {}  {:<9}  {:?}",
+            record.hint, record.attributes.name, record.status
+        );
     }
     Ok(())
 }

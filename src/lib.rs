@@ -96,7 +96,7 @@ pub use keyring::{
 };
 pub use random::RngError;
 pub use ratelimit::{Decision, MemoryLimiter, Quota, RateLimitDenial, RateLimitError, RateLimiter};
-pub use record::{KeyRecord, KeyStatus, Revocation};
+pub use record::{KeyAttributes, KeyRecord, KeyStatus, Revocation};
 pub use scope::{
     MissingScopes, Requirement, RequirementError, RoleError, Roles, Scope, ScopeError, ScopeSet,
 };

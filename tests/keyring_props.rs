@@ -107,7 +107,7 @@ fn run(
                 id: issued.record.id.clone(),
                 key: issued.key.expose_secret().to_owned(),
                 status: Status::Active,
-                expires_at: issued.record.expires_at,
+                expires_at: issued.record.attributes.expires_at,
                 balance: i,
                 rotated: false,
                 ever_revoked: false,

@@ -11,7 +11,7 @@ use crate::format::KeyId;
 use crate::keyring::KeyringError;
 use crate::ratelimit::RateLimiter;
 use crate::ratelimit::Refill;
-use crate::record::{KeyRecord, KeyStatus};
+use crate::record::{KeyAttributes, KeyRecord};
 use crate::scope::{Roles, Scope};
 use crate::store::KeyStore;
 use crate::store::StoreError;
@@ -46,18 +46,11 @@ const ID_ATTEMPTS: usize = 4;
 #[must_use]
 pub struct IssueRequest {
     pub(super) owner: String,
-    pub(super) name: String,
-    pub(super) description: Option<String>,
-    pub(super) environment: Option<String>,
+    pub(super) attributes: KeyAttributes,
+    /// Parsed at issue, so that a bad one is reported with its position.
     pub(super) scopes: Vec<String>,
-    pub(super) roles: Vec<String>,
-    pub(super) not_before: Option<DateTime<Utc>>,
     pub(super) expiry: Option<Expiry>,
     pub(super) remaining_uses: Option<u64>,
-    pub(super) credit_refill: Option<Refill>,
-    pub(super) rate_limit_policy: Option<String>,
-    pub(super) allowed_networks: Vec<Cidr>,
-    pub(super) metadata: serde_json::Value,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,30 +64,22 @@ impl IssueRequest {
     pub fn new(owner: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
             owner: owner.into(),
-            name: name.into(),
-            description: None,
-            environment: None,
+            attributes: KeyAttributes::new(name),
             scopes: Vec::new(),
-            roles: Vec::new(),
-            not_before: None,
             expiry: None,
             remaining_uses: None,
-            credit_refill: None,
-            rate_limit_policy: None,
-            allowed_networks: Vec::new(),
-            metadata: serde_json::Value::Null,
         }
     }
 
     /// A longer description.
     pub fn description(mut self, text: impl Into<String>) -> Self {
-        self.description = Some(text.into());
+        self.attributes.description = Some(text.into());
         self
     }
 
     /// An environment label such as `live` or `test`.
     pub fn environment(mut self, label: impl Into<String>) -> Self {
-        self.environment = Some(label.into());
+        self.attributes.environment = Some(label.into());
         self
     }
 
@@ -106,13 +91,13 @@ impl IssueRequest {
 
     /// Roles (configured on the keyring) whose scopes the key also gets.
     pub fn roles<I: IntoIterator<Item = T>, T: Into<String>>(mut self, roles: I) -> Self {
-        self.roles = roles.into_iter().map(Into::into).collect();
+        self.attributes.roles = roles.into_iter().map(Into::into).collect();
         self
     }
 
     /// The key does not verify before `at`.
     pub fn not_before(mut self, at: DateTime<Utc>) -> Self {
-        self.not_before = Some(at);
+        self.attributes.not_before = Some(at);
         self
     }
 
@@ -137,25 +122,25 @@ impl IssueRequest {
     /// Tops the uses up on a schedule (needs [`remaining_uses`](Self::remaining_uses)):
     /// for example `Refill::new(1000, TimeDelta::days(30), 1000)` for a monthly allowance.
     pub fn refill(mut self, refill: Refill) -> Self {
-        self.credit_refill = Some(refill);
+        self.attributes.credit_refill = Some(refill);
         self
     }
 
     /// Name of the rate-limit policy to apply.
     pub fn rate_limit_policy(mut self, name: impl Into<String>) -> Self {
-        self.rate_limit_policy = Some(name.into());
+        self.attributes.rate_limit_policy = Some(name.into());
         self
     }
 
     /// Client networks the key may be used from (empty: anywhere).
     pub fn allowed_networks(mut self, networks: impl IntoIterator<Item = Cidr>) -> Self {
-        self.allowed_networks = networks.into_iter().collect();
+        self.attributes.allowed_networks = networks.into_iter().collect();
         self
     }
 
     /// Free-form data stored with the key (at most 16 KiB serialised).
     pub fn metadata(mut self, value: serde_json::Value) -> Self {
-        self.metadata = value;
+        self.attributes.metadata = value;
         self
     }
 }
@@ -248,33 +233,9 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             ));
         }
         check_text("owner", &request.owner, MAX_FIELD_LEN)?;
-        check_text("name", &request.name, MAX_FIELD_LEN)?;
-        if let Some(d) = &request.description {
-            check_text("description", d, MAX_DESCRIPTION_LEN)?;
-        }
-        for (field, v) in [
-            ("environment", &request.environment),
-            ("rate_limit_policy", &request.rate_limit_policy),
-        ] {
-            if let Some(v) = v {
-                check_text(field, v, MAX_FIELD_LEN)?;
-            }
-        }
-        let scopes = parse_scopes(&request.scopes)?;
-        check_roles(&self.inner.roles, &request.roles)?;
-        self.check_policy(request.rate_limit_policy.as_deref())?;
-        if request.allowed_networks.len() > MAX_LIST_LEN {
-            return Err(KeyringError::InvalidRequest(format!(
-                "at most {MAX_LIST_LEN} networks"
-            )));
-        }
-        check_metadata(&request.metadata)?;
-        if request.credit_refill.is_some() && request.remaining_uses.is_none() {
-            return Err(KeyringError::InvalidRequest(
-                "a refill needs remaining_uses".into(),
-            ));
-        }
-        let expires_at = match request.expiry {
+        let mut attributes = request.attributes;
+        attributes.scopes = parse_scopes(&request.scopes)?;
+        attributes.expires_at = match request.expiry {
             None => None,
             Some(Expiry::At(at)) => Some(at),
             Some(Expiry::In(after)) => Some(
@@ -282,36 +243,86 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                     .ok_or_else(|| KeyringError::InvalidRequest("expiry out of range".into()))?,
             ),
         };
-        if expires_at.is_some_and(|at| at <= now) {
+        if attributes.expires_at.is_some_and(|at| at <= now) {
             return Err(KeyringError::InvalidRequest(
                 "expiry must be in the future".into(),
             ));
         }
-        if let (Some(nb), Some(exp)) = (request.not_before, expires_at)
+        self.check_attributes(&attributes, None, request.remaining_uses)?;
+        self.mint(RecordTemplate {
+            owner: request.owner,
+            attributes,
+            remaining_uses: request.remaining_uses,
+            lineage: None,
+            last_refill_at: None,
+        })
+        .await
+    }
+
+    /// Checks attributes against the keyring's rules and configuration: text sizes, list
+    /// lengths, defined roles and policies, metadata size, and the rules that tie fields
+    /// together. Issue checks everything; an update (`before` is the stored attributes)
+    /// checks what it changes and the cross-field rules, so that a key whose stored role
+    /// was since removed from the configuration can still be renamed.
+    pub(super) fn check_attributes(
+        &self,
+        a: &KeyAttributes,
+        before: Option<&KeyAttributes>,
+        remaining_uses: Option<u64>,
+    ) -> Result<(), KeyringError> {
+        macro_rules! changed {
+            ($field:ident) => {
+                before.is_none_or(|b| b.$field != a.$field)
+            };
+        }
+        if changed!(name) {
+            check_text("name", &a.name, MAX_FIELD_LEN)?;
+        }
+        if changed!(description)
+            && let Some(d) = &a.description
+        {
+            check_text("description", d, MAX_DESCRIPTION_LEN)?;
+        }
+        if changed!(environment)
+            && let Some(e) = &a.environment
+        {
+            check_text("environment", e, MAX_FIELD_LEN)?;
+        }
+        if changed!(scopes) && a.scopes.len() > MAX_LIST_LEN {
+            return Err(KeyringError::InvalidRequest(format!(
+                "at most {MAX_LIST_LEN} scopes"
+            )));
+        }
+        if changed!(roles) {
+            check_roles(&self.inner.roles, &a.roles)?;
+        }
+        if changed!(rate_limit_policy) {
+            if let Some(p) = &a.rate_limit_policy {
+                check_text("rate_limit_policy", p, MAX_FIELD_LEN)?;
+            }
+            self.check_policy(a.rate_limit_policy.as_deref())?;
+        }
+        if changed!(allowed_networks) && a.allowed_networks.len() > MAX_LIST_LEN {
+            return Err(KeyringError::InvalidRequest(format!(
+                "at most {MAX_LIST_LEN} networks"
+            )));
+        }
+        if changed!(metadata) {
+            check_metadata(&a.metadata)?;
+        }
+        if a.credit_refill.is_some() && remaining_uses.is_none() {
+            return Err(KeyringError::InvalidRequest(
+                "a refill needs remaining_uses".into(),
+            ));
+        }
+        if let (Some(nb), Some(exp)) = (a.not_before, a.expires_at)
             && nb >= exp
         {
             return Err(KeyringError::InvalidRequest(
                 "not_before must precede expiry".into(),
             ));
         }
-        let template = RecordTemplate {
-            owner: request.owner,
-            name: request.name,
-            description: request.description,
-            environment: request.environment,
-            scopes,
-            roles: request.roles,
-            not_before: request.not_before,
-            expires_at,
-            remaining_uses: request.remaining_uses,
-            credit_refill: request.credit_refill,
-            rate_limit_policy: request.rate_limit_policy,
-            allowed_networks: request.allowed_networks,
-            metadata: request.metadata,
-            lineage: None,
-            last_refill_at: None,
-        };
-        self.mint(template).await
+        Ok(())
     }
 
     /// A key may only name a policy the keyring defines: an unknown name would refuse every
@@ -333,36 +344,22 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             let secret = zeroize::Zeroizing::new(key.parsed().expose_secret().to_owned());
             let hashes = self.inner.hashes.clone();
             let hash = run_blocking(move || hashes.hash(secret.as_bytes())).await??;
-            let record = KeyRecord {
-                id: key.id().clone(),
+            let mut record = KeyRecord::new(
+                key.id().clone(),
                 hash,
-                prefix: self.inner.format.prefix().clone(),
-                hint: key.hint(),
-                owner: t.owner.clone(),
-                name: t.name.clone(),
-                description: t.description.clone(),
-                environment: t.environment.clone(),
-                scopes: t.scopes.clone(),
-                roles: t.roles.clone(),
+                self.inner.format.prefix().clone(),
+                key.hint(),
+                t.owner.clone(),
+                t.attributes.clone(),
                 created_at,
-                not_before: t.not_before,
-                expires_at: t.expires_at,
-                status: KeyStatus::Active,
-                revocation: None,
-                successor: None,
-                lineage: t.lineage.clone(),
-                last_used_at: None,
-                remaining_uses: t.remaining_uses,
-                credit_refill: t.credit_refill,
-                // A successor continues its predecessor's refill schedule.
-                last_refill_at: t
-                    .credit_refill
-                    .map(|_| t.last_refill_at.unwrap_or(created_at)),
-                rate_limit_policy: t.rate_limit_policy.clone(),
-                allowed_networks: t.allowed_networks.clone(),
-                metadata: t.metadata.clone(),
-                version: 0,
-            };
+            );
+            record.lineage.clone_from(&t.lineage);
+            record.remaining_uses = t.remaining_uses;
+            // A successor continues its predecessor's refill schedule.
+            record.last_refill_at = t
+                .attributes
+                .credit_refill
+                .map(|_| t.last_refill_at.unwrap_or(created_at));
             match self.inner.store.insert(&record).await {
                 Ok(()) => {
                     tracing::info!(key_id = %record.id, hint = %record.hint, owner = %record.owner, "api key issued");
@@ -385,64 +382,34 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 }
 
 impl RecordTemplate {
-    /// What a rotation successor inherits from `old`: everything but identity, status,
-    /// history and the rotation link.
+    /// What a rotation successor inherits from `old`: its attributes, balance, lineage and
+    /// refill phase; not its identity, status or history.
     pub(super) fn successor_of(old: &KeyRecord) -> Self {
         Self {
             owner: old.owner.clone(),
-            name: old.name.clone(),
-            description: old.description.clone(),
-            environment: old.environment.clone(),
-            scopes: old.scopes.clone(),
-            roles: old.roles.clone(),
-            not_before: old.not_before,
-            expires_at: old.expires_at,
+            attributes: old.attributes.clone(),
             remaining_uses: old.remaining_uses,
-            credit_refill: old.credit_refill,
-            rate_limit_policy: old.rate_limit_policy.clone(),
-            allowed_networks: old.allowed_networks.clone(),
-            metadata: old.metadata.clone(),
             lineage: Some(old.lineage().clone()),
             last_refill_at: old.last_refill_at.or(Some(old.created_at)),
         }
     }
 
-    /// Overwrites `r`'s inheritable attributes (its owner never changes).
+    /// Overwrites `r`'s inherited state with this template's (its owner never changes).
     pub(super) fn apply_to(&self, r: &mut KeyRecord) {
-        r.name.clone_from(&self.name);
-        r.description.clone_from(&self.description);
-        r.environment.clone_from(&self.environment);
-        r.scopes.clone_from(&self.scopes);
-        r.roles.clone_from(&self.roles);
-        r.not_before = self.not_before;
-        r.expires_at = self.expires_at;
+        r.attributes.clone_from(&self.attributes);
         r.remaining_uses = self.remaining_uses;
-        r.credit_refill = self.credit_refill;
-        r.rate_limit_policy.clone_from(&self.rate_limit_policy);
-        r.allowed_networks.clone_from(&self.allowed_networks);
-        r.metadata.clone_from(&self.metadata);
-        if self.credit_refill.is_some() {
+        if self.attributes.credit_refill.is_some() {
             r.last_refill_at = self.last_refill_at;
         }
     }
 }
 
-/// The attributes of a record to mint (shared by issue and rotate).
+/// A record to mint (shared by issue and rotate).
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct RecordTemplate {
     pub(super) owner: String,
-    pub(super) name: String,
-    pub(super) description: Option<String>,
-    pub(super) environment: Option<String>,
-    pub(super) scopes: Vec<Scope>,
-    pub(super) roles: Vec<String>,
-    pub(super) not_before: Option<DateTime<Utc>>,
-    pub(super) expires_at: Option<DateTime<Utc>>,
+    pub(super) attributes: KeyAttributes,
     pub(super) remaining_uses: Option<u64>,
-    pub(super) credit_refill: Option<Refill>,
-    pub(super) rate_limit_policy: Option<String>,
-    pub(super) allowed_networks: Vec<Cidr>,
-    pub(super) metadata: serde_json::Value,
     /// The predecessor's lineage, for a rotation successor.
     pub(super) lineage: Option<KeyId>,
     /// The predecessor's refill phase, for a rotation successor.

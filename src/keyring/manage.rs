@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::issue::{RecordTemplate, check_metadata, check_roles, check_text, parse_scopes};
+use super::issue::{RecordTemplate, check_text, parse_scopes};
 use super::{AuditEvent, IssuedKey, Keyring};
 use crate::cidr::Cidr;
 use crate::clock::Clock as _;
@@ -10,8 +10,7 @@ use crate::format::KeyId;
 use crate::keyring::KeyringError;
 use crate::ratelimit::RateLimiter;
 use crate::ratelimit::Refill;
-use crate::record::{KeyRecord, KeyStatus, Revocation};
-use crate::scope::{Roles, Scope};
+use crate::record::{KeyAttributes, KeyRecord, KeyStatus, Revocation};
 use crate::store::StoreError;
 use crate::store::{KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
 
@@ -129,69 +128,48 @@ impl KeyUpdate {
         self
     }
 
-    /// Checks every field; returns the parsed scopes when they change.
-    fn validate(&self, roles: &Roles) -> Result<Option<Vec<Scope>>, KeyringError> {
-        if let Some(n) = &self.name {
-            check_text("name", n, 256)?;
-        }
-        if let Some(Some(d)) = &self.description {
-            check_text("description", d, 4096)?;
-        }
-        if let Some(Some(p)) = &self.rate_limit_policy {
-            check_text("rate_limit_policy", p, 256)?;
-        }
-        let scopes = self.scopes.as_deref().map(parse_scopes).transpose()?;
-        if let Some(r) = &self.roles {
-            check_roles(roles, r)?;
-        }
-        if self
-            .allowed_networks
-            .as_ref()
-            .is_some_and(|n| n.len() > 256)
-        {
-            return Err(KeyringError::InvalidRequest("at most 256 networks".into()));
-        }
-        if let Some(m) = &self.metadata {
-            check_metadata(m)?;
-        }
-        Ok(scopes)
-    }
-
-    fn apply(&self, scopes: Option<&Vec<Scope>>, r: &mut KeyRecord) {
+    /// Applies the changes to a key's attributes and balance. Scope strings are parsed
+    /// here, so a bad one is reported with its position before anything is written.
+    fn apply(
+        &self,
+        attributes: &mut KeyAttributes,
+        remaining_uses: &mut Option<u64>,
+    ) -> Result<(), KeyringError> {
         let s = self.clone();
-        if let Some(v) = scopes {
-            r.scopes = v.clone();
+        if let Some(v) = s.scopes {
+            attributes.scopes = parse_scopes(&v)?;
         }
         if let Some(v) = s.name {
-            r.name = v;
+            attributes.name = v;
         }
         if let Some(v) = s.description {
-            r.description = v;
+            attributes.description = v;
         }
         if let Some(v) = s.roles {
-            r.roles = v;
+            attributes.roles = v;
         }
         if let Some(v) = s.expires_at {
-            r.expires_at = v;
+            attributes.expires_at = v;
         }
         if let Some(v) = s.not_before {
-            r.not_before = v;
+            attributes.not_before = v;
         }
         if let Some(v) = s.remaining_uses {
-            r.remaining_uses = v;
+            *remaining_uses = v;
         }
         if let Some(v) = s.credit_refill {
-            r.credit_refill = v;
+            attributes.credit_refill = v;
         }
         if let Some(v) = s.rate_limit_policy {
-            r.rate_limit_policy = v;
+            attributes.rate_limit_policy = v;
         }
         if let Some(v) = s.allowed_networks {
-            r.allowed_networks = v;
+            attributes.allowed_networks = v;
         }
         if let Some(v) = s.metadata {
-            r.metadata = v;
+            attributes.metadata = v;
         }
+        Ok(())
     }
 }
 
@@ -311,35 +289,77 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// [`KeyringError::InvalidRequest`] for an invalid field, [`KeyringError::NotFound`],
     /// [`KeyringError::Contention`], or a store failure.
     pub async fn update(&self, id: &KeyId, change: KeyUpdate) -> Result<KeyRecord, KeyringError> {
+        let new_refill = matches!(change.credit_refill, Some(Some(_)));
+        self.update_with(
+            id,
+            |attributes, remaining_uses| change.apply(attributes, remaining_uses),
+            new_refill,
+        )
+        .await
+    }
+
+    /// Changes a key's attributes with `change`, which may touch any of them (including
+    /// ones [`KeyUpdate`] has no setter for); it may run more than once when concurrent
+    /// writes force a retry. The result is checked like [`update`](Self::update)'s.
+    ///
+    /// ```
+    /// # use keymint::{IssueRequest, KeyFormat, Keyring, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let keyring = Keyring::builder(KeyFormat::new("sk_test")?, MemoryStore::new()).build()?;
+    /// # let id = keyring.issue(IssueRequest::new("acct_42", "ci")).await?.record.id;
+    /// let record = keyring
+    ///     .update_attributes(&id, |a| a.metadata = serde_json::json!({ "team": "infra" }))
+    ///     .await?;
+    /// assert_eq!(record.attributes.metadata["team"], "infra");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    pub async fn update_attributes(
+        &self,
+        id: &KeyId,
+        change: impl Fn(&mut KeyAttributes),
+    ) -> Result<KeyRecord, KeyringError> {
+        self.update_with(
+            id,
+            |attributes, _| {
+                change(attributes);
+                Ok(())
+            },
+            false,
+        )
+        .await
+    }
+
+    /// The read-modify-write behind both updates: applies `change`, checks the result
+    /// against the stored record (what changed, and the rules that tie fields together),
+    /// and writes it under compare-and-set.
+    async fn update_with(
+        &self,
+        id: &KeyId,
+        change: impl Fn(&mut KeyAttributes, &mut Option<u64>) -> Result<(), KeyringError>,
+        restarts_refill: bool,
+    ) -> Result<KeyRecord, KeyringError> {
         let now = self.inner.clock.now();
-        let scopes = change.validate(&self.inner.roles)?;
-        if let Some(policy) = &change.rate_limit_policy {
-            self.check_policy(policy.as_deref())?;
-        }
         let record = self
             .modify(id, |r| {
-                let cutoff = r.successor.as_ref().and(r.expires_at);
-                change.apply(scopes.as_ref(), r);
-                if matches!(change.credit_refill, Some(Some(_))) {
+                let before = r.attributes.clone();
+                let cutoff = r.successor.as_ref().and(r.attributes.expires_at);
+                change(&mut r.attributes, &mut r.remaining_uses)?;
+                self.check_attributes(&r.attributes, Some(&before), r.remaining_uses)?;
+                if restarts_refill
+                    || (before.credit_refill.is_none() && r.attributes.credit_refill.is_some())
+                {
                     r.last_refill_at = Some(now);
                 }
-                if r.credit_refill.is_some() && r.remaining_uses.is_none() {
-                    return Err(KeyringError::InvalidRequest(
-                        "a refill needs remaining_uses".into(),
-                    ));
-                }
                 if let Some(cutoff) = cutoff
-                    && r.expires_at.is_none_or(|at| at > cutoff)
+                    && r.attributes.expires_at.is_none_or(|at| at > cutoff)
                 {
                     return Err(KeyringError::InvalidState(
                         "a rotated key's grace period cannot be extended",
-                    ));
-                }
-                if let (Some(nb), Some(exp)) = (r.not_before, r.expires_at)
-                    && nb >= exp
-                {
-                    return Err(KeyringError::InvalidRequest(
-                        "not_before must precede expiry".into(),
                     ));
                 }
                 Ok(())
@@ -399,18 +419,23 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         for _ in 0..UPDATE_ATTEMPTS {
             let mut linked = old.clone();
             linked.successor = Some(new_id.clone());
-            linked.expires_at = Some(linked.expires_at.map_or(cutoff, |at| at.min(cutoff)));
+            linked.attributes.expires_at = Some(
+                linked
+                    .attributes
+                    .expires_at
+                    .map_or(cutoff, |at| at.min(cutoff)),
+            );
             if linked.remaining_uses.is_some() {
                 // The balance now lives in the successor.
                 linked.remaining_uses = Some(0);
-                linked.credit_refill = None;
+                linked.attributes.credit_refill = None;
                 linked.last_refill_at = None;
             }
             match self.inner.store.update(&linked).await {
                 Ok(version) => {
                     linked.version = version;
                     self.changed(id);
-                    let old_expires_at = linked.expires_at.unwrap_or(cutoff);
+                    let old_expires_at = linked.attributes.expires_at.unwrap_or(cutoff);
                     tracing::info!(key_id = %id, successor = %new_id, "api key rotated");
                     self.audit(|| AuditEvent::Rotated {
                         old: id.clone(),

@@ -18,7 +18,7 @@ const REFILL_ATTEMPTS: usize = 8;
 /// Whether `record`'s schedule has a refill due at `now` (judged on a possibly cached copy:
 /// a stale one only costs one extra store read).
 pub(super) fn refill_due(record: &KeyRecord, now: DateTime<Utc>) -> bool {
-    record.credit_refill.is_some_and(|refill| {
+    record.attributes.credit_refill.is_some_and(|refill| {
         let since = record.last_refill_at.unwrap_or(record.created_at);
         now - since >= refill.period()
     })
@@ -42,7 +42,8 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             let Some(mut fresh) = self.inner.store.get(id).await? else {
                 return Err(StoreError::NotFound);
             };
-            let (Some(remaining), Some(refill)) = (fresh.remaining_uses, fresh.credit_refill)
+            let (Some(remaining), Some(refill)) =
+                (fresh.remaining_uses, fresh.attributes.credit_refill)
             else {
                 return Ok(());
             };

@@ -501,8 +501,8 @@ async fn rotation_keeps_the_old_key_for_the_grace_period() {
     assert_eq!(
         (
             new.record.owner.as_str(),
-            new.record.scopes.clone(),
-            new.record.metadata.clone()
+            new.record.attributes.scopes.clone(),
+            new.record.attributes.metadata.clone()
         ),
         (
             "acct",
@@ -622,6 +622,7 @@ async fn updates_apply_and_invalidate_the_cache() {
             .await
             .unwrap()
             .record()
+            .attributes
             .scopes
             .is_empty()
     );
@@ -633,9 +634,15 @@ async fn updates_apply_and_invalidate_the_cache() {
         )
         .await
         .unwrap();
-    assert_eq!(updated.name, "renamed");
+    assert_eq!(updated.attributes.name, "renamed");
     assert_eq!(
-        f.keyring.verify(key, &ctx()).await.unwrap().record().scopes,
+        f.keyring
+            .verify(key, &ctx())
+            .await
+            .unwrap()
+            .record()
+            .attributes
+            .scopes,
         vec!["users:read".parse::<crate::Scope>().unwrap()]
     );
     assert!(matches!(
@@ -770,7 +777,7 @@ async fn listings() {
     assert_eq!(
         soon.items
             .iter()
-            .map(|r| r.name.as_str())
+            .map(|r| r.attributes.name.as_str())
             .collect::<Vec<_>>(),
         vec!["k0"]
     );

@@ -38,7 +38,7 @@ fn credits_now(record: &KeyRecord, now: DateTime<Utc>) -> u64 {
     };
     Credits {
         remaining,
-        refill: record.credit_refill,
+        refill: record.attributes.credit_refill,
         last_refill: record.last_refill_at.unwrap_or(record.created_at),
     }
     .refilled(now)
@@ -183,16 +183,20 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             KeyStatus::Revoked => return Err(Refusal::Revoked),
             KeyStatus::Disabled => return Err(Refusal::Disabled),
         }
-        if record.not_before.is_some_and(|nb| now < nb) {
+        if record.attributes.not_before.is_some_and(|nb| now < nb) {
             return Err(Refusal::NotYetValid);
         }
         if record.is_expired_at(now) {
             return Err(Refusal::Expired);
         }
-        if !record.allowed_networks.is_empty()
-            && !ctx
-                .client_ip
-                .is_some_and(|ip| record.allowed_networks.iter().any(|n| n.contains(ip)))
+        if !record.attributes.allowed_networks.is_empty()
+            && !ctx.client_ip.is_some_and(|ip| {
+                record
+                    .attributes
+                    .allowed_networks
+                    .iter()
+                    .any(|n| n.contains(ip))
+            })
         {
             return Err(Refusal::ClientNotAllowed);
         }
@@ -283,7 +287,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         if needs_rehash {
             self.rehash(record.clone(), secret).await;
         }
-        let granted = self.inner.roles.resolve(&record.scopes, &record.roles);
+        let granted = self
+            .inner
+            .roles
+            .resolve(&record.attributes.scopes, &record.attributes.roles);
         let key = Arc::new(Authenticated { record, granted });
         if let (Some(cache), Some(digest)) = (&self.inner.cache, digest) {
             cache.insert(generation, digest, key.clone(), now);
@@ -298,7 +305,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         record: &KeyRecord,
         cost: u32,
     ) -> Result<Option<(Arc<Policy>, Decision)>, Refusal> {
-        let policy = match &record.rate_limit_policy {
+        let policy = match &record.attributes.rate_limit_policy {
             Some(name) => match self.inner.policies.get(name) {
                 Some(policy) => policy.clone(),
                 None => {

@@ -170,7 +170,11 @@ impl KeyStore for MemoryStore {
             .inner
             .records
             .iter()
-            .filter(|r| r.expires_at.is_some_and(|at| from <= at && at < to))
+            .filter(|r| {
+                r.attributes
+                    .expires_at
+                    .is_some_and(|at| from <= at && at < to)
+            })
             .filter(|r| page.after.as_ref().is_none_or(|after| r.id > *after))
             .map(|r| r.id.clone())
             .collect();

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::format::{KeyFormat, KeyId};
 use crate::hash::PhcHash;
-use crate::record::{KeyRecord, KeyStatus};
+use crate::record::{KeyAttributes, KeyRecord};
 use crate::store::StoreError;
 use crate::store::{Decrement, KeyStore, PageRequest};
 
@@ -24,35 +24,22 @@ pub fn sample_record(owner: &str) -> KeyRecord {
         .expect("valid format")
         .generate()
         .expect("randomness");
-    KeyRecord {
-        id: key.id().clone(),
-        hash: PhcHash::from_trusted(
+    let mut attributes = KeyAttributes::new("conformance");
+    attributes.description = Some("written by keymint::testing".into());
+    attributes.environment = Some("test".into());
+    attributes.scopes = vec!["users:read".parse().expect("valid scope")];
+    attributes.metadata = serde_json::json!({ "kit": true });
+    KeyRecord::new(
+        key.id().clone(),
+        PhcHash::from_trusted(
             "$hmac-sha256$kid=kit$c2FsdHNhbHRzYWx0c2FsdA$Y2hlY2tzdW1jaGVja3N1bWNoZWNrc3VtY2hlY2tzdW0".into(),
         ),
-        prefix: key.parsed().prefix().parse().expect("valid prefix"),
-        hint: key.hint(),
-        owner: owner.to_owned(),
-        name: "conformance".into(),
-        description: Some("written by keymint::testing".into()),
-        environment: Some("test".into()),
-        scopes: vec!["users:read".parse().expect("valid scope")],
-        roles: Vec::new(),
-        created_at: base_time(),
-        not_before: None,
-        expires_at: None,
-        status: KeyStatus::Active,
-        revocation: None,
-        successor: None,
-        lineage: None,
-        last_used_at: None,
-        remaining_uses: None,
-        credit_refill: None,
-        last_refill_at: None,
-        rate_limit_policy: None,
-        allowed_networks: Vec::new(),
-        metadata: serde_json::json!({ "kit": true }),
-        version: 0,
-    }
+        key.parsed().prefix().parse().expect("valid prefix"),
+        key.hint(),
+        owner,
+        attributes,
+        base_time(),
+    )
 }
 
 fn base_time() -> DateTime<Utc> {
@@ -114,14 +101,18 @@ async fn duplicate_insert_conflicts<S: KeyStore>(store: &S) {
     let record = sample_record(&unique_owner("dup"));
     store.insert(&record).await.expect("insert");
     let mut other = record.clone();
-    other.name = "other".into();
+    other.attributes.name = "other".into();
     assert!(
         matches!(store.insert(&other).await, Err(StoreError::Conflict)),
         "insert of an existing id must fail with Conflict"
     );
     assert_eq!(
-        store.get(&record.id).await.expect("get").map(|r| r.name),
-        Some(record.name),
+        store
+            .get(&record.id)
+            .await
+            .expect("get")
+            .map(|r| r.attributes.name),
+        Some(record.attributes.name),
         "a conflicting insert must change nothing"
     );
 }
@@ -130,7 +121,7 @@ async fn update_is_compare_and_set<S: KeyStore>(store: &S) {
     let record = sample_record(&unique_owner("cas"));
     store.insert(&record).await.expect("insert");
     let mut changed = record.clone();
-    changed.name = "renamed".into();
+    changed.attributes.name = "renamed".into();
     assert_eq!(
         store
             .update(&changed)
@@ -141,12 +132,12 @@ async fn update_is_compare_and_set<S: KeyStore>(store: &S) {
     );
     let stored = store.get(&record.id).await.expect("get").expect("present");
     assert_eq!(
-        (stored.name.as_str(), stored.version),
+        (stored.attributes.name.as_str(), stored.version),
         ("renamed", 1),
         "update must store the record with version + 1"
     );
     let mut stale = record.clone();
-    stale.name = "stale".into();
+    stale.attributes.name = "stale".into();
     assert!(
         matches!(store.update(&stale).await, Err(StoreError::Conflict)),
         "update at an old version must fail with Conflict"
@@ -262,9 +253,9 @@ async fn concurrent_updates_lose_nothing<S: KeyStore + Clone>(store: &S) {
             let mut done = 0;
             while done < PER_TASK {
                 let mut r = store.get(&id).await.expect("get").expect("present");
-                let mut scopes = r.scopes.clone();
+                let mut scopes = r.attributes.scopes.clone();
                 scopes.push(format!("task{t}:{done}").parse().expect("valid scope"));
-                r.scopes = scopes;
+                r.attributes.scopes = scopes;
                 match store.update(&r).await {
                     Ok(_) => done += 1,
                     Err(StoreError::Conflict) => tokio::task::yield_now().await,
@@ -278,7 +269,7 @@ async fn concurrent_updates_lose_nothing<S: KeyStore + Clone>(store: &S) {
     }
     let stored = store.get(&record.id).await.expect("get").expect("present");
     assert_eq!(
-        stored.scopes.len(),
+        stored.attributes.scopes.len(),
         1 + TASKS * PER_TASK,
         "compare-and-set updates must not lose writes"
     );
@@ -363,7 +354,7 @@ async fn list_expiring_window<S: KeyStore>(store: &S) {
     let mut inside = Vec::new();
     for (i, offset) in [0i64, 1, 2, 3].into_iter().enumerate() {
         let mut record = sample_record(&owner);
-        record.expires_at = Some(far + TimeDelta::hours(offset));
+        record.attributes.expires_at = Some(far + TimeDelta::hours(offset));
         store.insert(&record).await.expect("insert");
         if (1..=2).contains(&i) {
             inside.push(record.id);

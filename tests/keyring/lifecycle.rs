@@ -112,9 +112,15 @@ async fn the_grace_period_never_outlives_the_old_keys_expiry() {
         .rotate(&issued.record.id, Some(TimeDelta::days(7)))
         .await
         .unwrap();
-    assert_eq!(successor.record.expires_at, issued.record.expires_at);
+    assert_eq!(
+        successor.record.attributes.expires_at,
+        issued.record.attributes.expires_at
+    );
     let old = f.keyring.get(&issued.record.id).await.unwrap();
-    assert_eq!(old.expires_at, issued.record.expires_at);
+    assert_eq!(
+        old.attributes.expires_at,
+        issued.record.attributes.expires_at
+    );
     f.clock.advance(TimeDelta::hours(1));
     for key in [&issued.key, &successor.key] {
         assert!(matches!(
