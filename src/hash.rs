@@ -13,12 +13,20 @@ mod phc;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 pub use argon2id::{Argon2idBuilder, Argon2idHasher};
 pub use error::HashError;
 pub use hmac_sha256::{HmacSha256Hasher, Pepper};
 pub use phc::{MAX_PHC_LEN, Phc};
+
+/// Bytes of salt in every hash this crate writes (128 bits, as RFC 9106 recommends).
+pub(crate) const SALT_LEN: usize = 16;
+
+/// A fresh salt from the operating system's CSPRNG: the one place every hasher gets one.
+pub(crate) fn fresh_salt() -> Result<[u8; SALT_LEN], HashError> {
+    let mut salt = [0u8; SALT_LEN];
+    crate::random::fill(&mut salt)?;
+    Ok(salt)
+}
 
 /// One hash algorithm: writes PHC strings and verifies them in constant time.
 ///
@@ -75,11 +83,6 @@ impl PhcHash {
         Self(text.into())
     }
 
-    /// The PHC string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The string split into its fields.
     ///
     /// # Errors
@@ -105,24 +108,7 @@ impl fmt::Debug for PhcHash {
     }
 }
 
-impl fmt::Display for PhcHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for PhcHash {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for PhcHash {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Self::new(&text).map_err(serde::de::Error::custom)
-    }
-}
+text_newtype!(PhcHash, parse = PhcHash::new, error = HashError);
 
 /// The outcome of checking a secret against a stored hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

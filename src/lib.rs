@@ -63,6 +63,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod text;
+
 pub mod cidr;
 pub mod clock;
 pub mod format;

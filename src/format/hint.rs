@@ -2,12 +2,11 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The part of a key that may be shown to people: `sk_live_AbC123xyZ789_…k2Qz` (prefix,
 /// id and the key's last four characters, which belong to the checksum).
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct KeyHint(Box<str>);
 
 impl KeyHint {
@@ -18,16 +17,14 @@ impl KeyHint {
         let tail = &key[key.len().saturating_sub(Self::TAIL_LEN)..];
         Self(format!("{prefix}_{id}_…{tail}").into())
     }
-
-    /// The hint as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for KeyHint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+text_newtype!(KeyHint);
+
+/// Hints are read back from storage as written: they are display text, not an input.
+impl<'de> Deserialize<'de> for KeyHint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|text| Self(text.into()))
     }
 }
 

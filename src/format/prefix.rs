@@ -1,9 +1,5 @@
 //! The key prefix: `sk_live`, `pk_test`, `acme`.
 
-use std::fmt;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::base62::is_prefix_char;
 use crate::format::FormatError;
 
@@ -39,11 +35,6 @@ impl Prefix {
             Err(FormatError::InvalidPrefix)
         }
     }
-
-    /// The prefix as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// Whether `bytes` is a well-formed prefix. Linear, no allocation.
@@ -67,43 +58,8 @@ pub(crate) fn is_valid(bytes: &[u8]) -> bool {
     !previous_was_separator
 }
 
-impl std::str::FromStr for Prefix {
-    type Err = FormatError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(s)
-    }
-}
-
-impl AsRef<str> for Prefix {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Prefix({:?})", &*self.0)
-    }
-}
-
-impl Serialize for Prefix {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Prefix {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Self::new(&text).map_err(serde::de::Error::custom)
-    }
-}
+text_newtype!(Prefix, parse = Prefix::new, error = FormatError);
+quoted_debug!(Prefix);
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,6 @@ impl Argon2idHasher {
     pub const MAX_T_COST: u32 = 16;
     /// Largest parallelism computed on verify.
     pub const MAX_P_COST: u32 = 8;
-    const SALT_LEN: usize = 16;
     const OUTPUT_LEN: usize = 32;
 
     /// The hasher with default parameters.
@@ -111,8 +110,7 @@ impl SecretHasher for Argon2idHasher {
     }
 
     fn hash(&self, secret: &[u8]) -> Result<PhcHash, HashError> {
-        let mut salt = [0u8; Self::SALT_LEN];
-        crate::random::fill(&mut salt)?;
+        let salt = super::fresh_salt()?;
         let mut out = Zeroizing::new([0u8; Self::OUTPUT_LEN]);
         Self::compute(
             secret,

@@ -74,7 +74,6 @@ pub struct HmacSha256Hasher {
 impl HmacSha256Hasher {
     /// PHC algorithm identifier.
     pub const ALGORITHM: &'static str = "hmac-sha256";
-    const SALT_LEN: usize = 16;
 
     /// A hasher that writes hashes with pepper `kid`.
     ///
@@ -147,8 +146,7 @@ impl SecretHasher for HmacSha256Hasher {
     }
 
     fn hash(&self, secret: &[u8]) -> Result<PhcHash, HashError> {
-        let mut salt = [0u8; Self::SALT_LEN];
-        crate::random::fill(&mut salt)?;
+        let salt = super::fresh_salt()?;
         let tag = Self::mac(&self.current.1, &salt, secret)?
             .finalize()
             .into_bytes();

@@ -1,11 +1,5 @@
 //! One scope: `users:read`, `billing:*`, `*`.
 
-use std::borrow::Cow;
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::error::ScopeError;
 
 /// The longest scope allowed, in bytes.
@@ -47,11 +41,6 @@ impl Scope {
     pub fn new(scope: &str) -> Result<Self, ScopeError> {
         validate(scope.as_bytes())?;
         Ok(Self(scope.into()))
-    }
-
-    /// The scope as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 
     /// Whether the scope has no wildcard segment.
@@ -216,50 +205,8 @@ fn end_segment(start: usize, end: usize, has_wildcard: bool) -> Result<(), Scope
     }
 }
 
-impl FromStr for Scope {
-    type Err = ScopeError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<&str> for Scope {
-    type Error = ScopeError;
-    fn try_from(s: &str) -> Result<Self, Self::Error> {
-        Self::new(s)
-    }
-}
-
-impl AsRef<str> for Scope {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Scope({:?})", &*self.0)
-    }
-}
-
-impl Serialize for Scope {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Scope {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <Cow<'de, str>>::deserialize(deserializer)?;
-        Self::new(&text).map_err(serde::de::Error::custom)
-    }
-}
+text_newtype!(Scope, parse = Scope::new, error = ScopeError);
+quoted_debug!(Scope);
 
 #[cfg(test)]
 mod tests {
