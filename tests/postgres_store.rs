@@ -53,10 +53,12 @@ fn closed_port() -> u16 {
     port
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
-async fn pg_store_meets_the_key_store_contract() {
-    keymint::testing::run_store_conformance(fresh_store("kit").await).await;
+/// The public store kit, one test per guarantee, against the real server.
+mod kit {
+    keymint::store_conformance!(
+        async { super::fresh_store("kit").await },
+        #[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

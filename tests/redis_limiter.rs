@@ -38,6 +38,14 @@ fn limiter(ns: &str) -> RedisLimiter {
     RedisLimiter::builder(&url()).namespace(ns).build().unwrap()
 }
 
+/// The public rate-limiter kit, one test per guarantee, against the real server.
+mod kit {
+    keymint::limiter_conformance!(
+        async { super::limiter(&super::namespace("kit")) },
+        #[ignore = "needs KEYMINT_TEST_REDIS_URL"]
+    );
+}
+
 async fn admitted(l: &RedisLimiter, key: &str, p: &Policy, tries: usize) -> usize {
     let mut count = 0;
     for _ in 0..tries {

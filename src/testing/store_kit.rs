@@ -57,7 +57,9 @@ fn unique_owner(tag: &str) -> String {
     )
 }
 
-/// Runs every check of the [`KeyStore`] contract against `store`.
+/// Runs every check of the [`KeyStore`] contract against `store`, in one test. The
+/// [`store_conformance!`](crate::store_conformance) macro makes one test per guarantee
+/// instead, so that a failure names it.
 ///
 /// Needs a multi-threaded tokio runtime for the concurrency checks.
 ///
@@ -75,7 +77,8 @@ pub async fn run_store_conformance<S: KeyStore + Clone>(store: S) {
     list_expiring_window(&store).await;
 }
 
-async fn insert_and_get<S: KeyStore>(store: &S) {
+/// An inserted record reads back unchanged; a missing id reads as `None`.
+pub async fn insert_and_get<S: KeyStore>(store: &S) {
     let record = sample_record(&unique_owner("get"));
     store
         .insert(&record)
@@ -97,7 +100,8 @@ async fn insert_and_get<S: KeyStore>(store: &S) {
     );
 }
 
-async fn duplicate_insert_conflicts<S: KeyStore>(store: &S) {
+/// Inserting an existing id fails with `Conflict` and changes nothing.
+pub async fn duplicate_insert_conflicts<S: KeyStore>(store: &S) {
     let record = sample_record(&unique_owner("dup"));
     store.insert(&record).await.expect("insert");
     let mut other = record.clone();
@@ -117,7 +121,8 @@ async fn duplicate_insert_conflicts<S: KeyStore>(store: &S) {
     );
 }
 
-async fn update_is_compare_and_set<S: KeyStore>(store: &S) {
+/// `update` writes only at the stored version, returns version + 1, and tells a stale version (`Conflict`) from an unknown id (`NotFound`).
+pub async fn update_is_compare_and_set<S: KeyStore>(store: &S) {
     let record = sample_record(&unique_owner("cas"));
     store.insert(&record).await.expect("insert");
     let mut changed = record.clone();
@@ -149,7 +154,8 @@ async fn update_is_compare_and_set<S: KeyStore>(store: &S) {
     );
 }
 
-async fn decrement_never_below_zero<S: KeyStore>(store: &S) {
+/// Decrements take exactly what is asked when enough is left, never go below zero, and report unlimited records and unknown ids.
+pub async fn decrement_never_below_zero<S: KeyStore>(store: &S) {
     let mut record = sample_record(&unique_owner("dec"));
     record.remaining_uses = Some(3);
     store.insert(&record).await.expect("insert");
@@ -204,7 +210,8 @@ async fn decrement_never_below_zero<S: KeyStore>(store: &S) {
     ));
 }
 
-async fn concurrent_decrements_lose_nothing<S: KeyStore + Clone>(store: &S) {
+/// Concurrent decrements from many tasks take exactly the uses there were.
+pub async fn concurrent_decrements_lose_nothing<S: KeyStore + Clone>(store: &S) {
     const USES: u64 = 50;
     const TASKS: u64 = 8;
     const PER_TASK: u64 = 10;
@@ -241,7 +248,8 @@ async fn concurrent_decrements_lose_nothing<S: KeyStore + Clone>(store: &S) {
     );
 }
 
-async fn concurrent_updates_lose_nothing<S: KeyStore + Clone>(store: &S) {
+/// Concurrent compare-and-set updates lose no write, and each bumps the version by one.
+pub async fn concurrent_updates_lose_nothing<S: KeyStore + Clone>(store: &S) {
     const TASKS: usize = 4;
     const PER_TASK: usize = 5;
     let record = sample_record(&unique_owner("upd"));
@@ -280,7 +288,8 @@ async fn concurrent_updates_lose_nothing<S: KeyStore + Clone>(store: &S) {
     );
 }
 
-async fn last_used_moves_forward<S: KeyStore>(store: &S) {
+/// Last-used batches keep the latest time, skip unknown ids, and bump the version.
+pub async fn last_used_moves_forward<S: KeyStore>(store: &S) {
     let record = sample_record(&unique_owner("used"));
     store.insert(&record).await.expect("insert");
     let t1 = base_time() + TimeDelta::minutes(5);
@@ -306,7 +315,8 @@ async fn last_used_moves_forward<S: KeyStore>(store: &S) {
     );
 }
 
-async fn list_by_owner_pages<S: KeyStore>(store: &S) {
+/// Pages list exactly an owner's records in ascending id order, at most `limit` each.
+pub async fn list_by_owner_pages<S: KeyStore>(store: &S) {
     let owner = unique_owner("list");
     let mut ids: Vec<KeyId> = Vec::new();
     for _ in 0..5 {
@@ -344,7 +354,8 @@ async fn list_by_owner_pages<S: KeyStore>(store: &S) {
     assert!(none.items.is_empty() && none.next_after.is_none());
 }
 
-async fn list_expiring_window<S: KeyStore>(store: &S) {
+/// `list_expiring` returns the records whose expiry lies in `[from, to)`.
+pub async fn list_expiring_window<S: KeyStore>(store: &S) {
     let owner = unique_owner("exp");
     // A window of its own per run, so a persistent store's earlier runs stay out of it.
     let mut nonce = [0u8; 4];
