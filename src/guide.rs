@@ -1,6 +1,14 @@
 //! Long-form documentation, rendered here and doctested: how keymint works inside, what was
 //! measured, and how to extend it. The README has the user's summary of each.
 
+#[doc = include_str!("../docs/architecture.md")]
+pub mod architecture {}
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+#[doc = include_str!("../docs/extending.md")]
+pub mod extending {}
+
 #[doc = include_str!("../docs/scopes.md")]
 pub mod scopes {}
 
