@@ -1,13 +1,15 @@
-//! The whole key lifecycle on the in-memory store: issue, verify, expire, rotate, revoke.
+//! The whole key lifecycle on the in-memory store: issue, verify, expire, rotate, revoke,
+//! with live and test keys on one keyring.
 //!
 //! Run with `cargo run --example quickstart`. Nothing else needs to be installed.
 
 use std::num::NonZeroU32;
 
 use chrono::TimeDelta;
-use keymint::ratelimit::{MemoryLimiter, Policy, Quota};
+use keymint::ratelimit::{Policy, Quota};
 use keymint::{
-    IssueRequest, KeyFormat, Keyring, ManualClock, MemoryStore, Requirement, VerifyContext,
+    Environment, IssueRequest, KeyType, KeyTypes, Keyring, ManualClock, MemoryStore, Requirement,
+    VerifyContext,
 };
 
 #[tokio::main]
@@ -20,9 +22,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "default",
         Quota::per_minute(NonZeroU32::new(3).expect("3 is not zero")),
     )?;
-    let keyring = Keyring::builder(KeyFormat::new("sk_live")?, MemoryStore::new())
+    // Live and test keys from one keyring, as Stripe has: requests are served in live mode
+    // unless they say otherwise, and a key of the other mode is refused.
+    let types = KeyTypes::new(KeyType::secret("sk_live", Environment::live())?)
+        .with(KeyType::secret("sk_test", Environment::test())?);
+    let keyring = Keyring::builder(types, MemoryStore::new())
         .clock(clock.clone())
-        .rate_limiter(MemoryLimiter::with_clock(clock.clone()))
         .policy(three_per_minute)
         .default_policy("default")
         .build()?;
@@ -48,6 +53,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let verified = keyring.verify(key.expose_secret(), &ctx).await?;
         println!("verify   {name:<6} -> ok, owner {}", verified.owner());
     }
+
+    // A test key is refused in live mode, and works in test mode.
+    let sandbox = keyring
+        .issue(IssueRequest::new("acct_42", "sandbox").key_type("sk_test"))
+        .await?;
+    let err = keyring
+        .verify(sandbox.key.expose_secret(), &ctx)
+        .await
+        .expect_err("refused");
+    println!(
+        "verify   test   -> {err} (HTTP {}, {})",
+        err.status_code(),
+        err.code()
+    );
+    let test_mode = Environment::test();
+    let verified = keyring
+        .verify(
+            sandbox.key.expose_secret(),
+            &VerifyContext::new().environment(&test_mode),
+        )
+        .await?;
+    println!("verify   test   -> ok in {} mode", verified.environment());
 
     // A typo is caught by the checksum, before any storage or hashing work.
     let mut typo = ci.key.expose_secret().to_owned();

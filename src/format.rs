@@ -28,6 +28,7 @@ pub use prefix::{MAX_PREFIX_LEN, Prefix};
 pub use scan::{Finding, GENERIC_REGEX, Scanner};
 
 pub(crate) use checksum::CHECKSUM_LEN;
+pub(crate) use parse::parse_bounded;
 
 use crate::random::RngError;
 

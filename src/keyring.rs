@@ -6,19 +6,26 @@
 //! [`Keyring::verify`] checks, in this fixed order, and stops at the first failure (a
 //! request refused at one step is charged nothing by the later ones):
 //!
-//! 1. format and checksum (no I/O: garbage never reaches the store);
-//! 2. lookup: the verified-key cache, else the store by id;
-//! 3. constant-time secret check against the stored hash (an unknown id pays a dummy
-//!    hash, so both take about as long);
-//! 4. status (revoked, disabled), not-before, expiry — on every cache hit too;
-//! 5. client address against the key's allowed networks;
-//! 6. scopes: the key's own plus its roles', against the request's [`Requirement`](crate::Requirement);
-//! 7. the key's rate-limit policy (its own, else the keyring's default);
-//! 8. uses left (credits), taken atomically from the store.
+//! 1. format, checksum and key type, found from the prefix (no I/O: garbage never reaches
+//!    the store);
+//! 2. the verified-key cache; a hit costs no store read and no hash;
+//! 3. on a miss, the expensive path, bounded as a whole: the failed-attempt throttle for
+//!    the client (when configured), the store lookup by id, and the constant-time secret
+//!    check (an unknown id pays a dummy hash, so both take about as long);
+//! 4. the record belongs to the presented prefix and key type (else refused like a wrong
+//!    secret);
+//! 5. the key's environment is the one the request is served in;
+//! 6. status (revoked, disabled), not-before, expiry — on every cache hit too;
+//! 7. client address against the key's allowed networks; origin (publishable keys from
+//!    their allowed origins, secret keys not from browsers);
+//! 8. scopes: the key's own plus its roles', against the request's [`Requirement`](crate::Requirement);
+//! 9. the key's rate-limit policy (its own, else its type's, else the keyring's default),
+//!    charged to its lineage;
+//! 10. uses left (credits), taken atomically from the store (shared with a rotation
+//!     successor during the grace period).
 //!
-//! A failed-attempt throttle per client address (when configured) runs between steps 1
-//! and 2: a client over it is refused before any store or hash work, and every
-//! authentication failure (malformed, unknown id, wrong secret) is charged to it.
+//! Every authentication failure (malformed, unknown id, wrong secret, wrong prefix or type)
+//! is charged to the failed-attempt throttle.
 
 mod builder;
 mod cache;
@@ -26,6 +33,7 @@ mod error;
 mod events;
 mod hash_gate;
 mod issue;
+mod key_type;
 mod last_used;
 mod manage;
 mod refill;
@@ -45,7 +53,9 @@ pub use builder::{
 pub use error::{KeyringError, VerifyError};
 pub use events::{AuditEvent, AuditSink, FailureReason};
 pub use issue::{IssueRequest, IssuedKey};
-pub use manage::KeyUpdate;
+pub use key_type::{KeyType, KeyTypes};
+
+pub use manage::{KeyFilter, KeyUpdate, MAX_FILTER_SCAN};
 pub use verify::{VerifiedKey, VerifyContext};
 
 use crate::clock::SharedClock;
@@ -101,7 +111,7 @@ impl<S, L> Clone for Keyring<S, L> {
 }
 
 struct Inner<S, L> {
-    format: KeyFormat,
+    types: KeyTypes,
     store: S,
     limiter: L,
     policies: HashMap<String, Arc<Policy>>,
@@ -120,18 +130,25 @@ struct Inner<S, L> {
 }
 
 impl<S: KeyStore> Keyring<S> {
-    /// A builder with secure defaults: Argon2id (OWASP parameters), the system clock, a
-    /// 30 s verified-key cache of 100 000 entries, a 24 h rotation grace period and
-    /// last-used writes debounced to one a minute per key.
-    pub fn builder(format: KeyFormat, store: S) -> KeyringBuilder<S> {
-        KeyringBuilder::new(format, store)
+    /// A builder for a keyring of `types` (a [`KeyTypes`] set, or a single [`KeyFormat`]
+    /// for one secret type in the `live` environment) over `store`, with secure defaults:
+    /// Argon2id (OWASP parameters), the system clock, a 30 s verified-key cache of 100 000
+    /// entries, a 24 h rotation grace period, bounded uncached work and last-used writes
+    /// debounced to one a minute per key.
+    pub fn builder(types: impl Into<KeyTypes>, store: S) -> KeyringBuilder<S> {
+        KeyringBuilder::new(types.into(), store)
     }
 }
 
 impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
-    /// The format of the keys this keyring issues and accepts.
+    /// The format of the keys of the default (first) key type.
     pub fn format(&self) -> &KeyFormat {
-        &self.inner.format
+        self.inner.types.default_type().format()
+    }
+
+    /// The key types this keyring issues and accepts, the default first.
+    pub fn key_types(&self) -> &KeyTypes {
+        &self.inner.types
     }
 
     /// The store.
@@ -153,6 +170,16 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
     }
 
+    /// The key type a stored record belongs to (by its prefix).
+    fn key_type_of(&self, record: &crate::record::KeyRecord) -> Result<&KeyType, KeyringError> {
+        self.inner
+            .types
+            .get(record.prefix.as_str())
+            .ok_or(KeyringError::InvalidState(
+                "the key's type is not configured on this keyring",
+            ))
+    }
+
     /// Local invalidation plus the fleet-wide announcement.
     fn changed(&self, id: &crate::KeyId) {
         self.invalidate_cached(id);
@@ -165,7 +192,15 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 impl<S, L> std::fmt::Debug for Keyring<S, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
-            .field("format", &self.inner.format)
+            .field(
+                "types",
+                &self
+                    .inner
+                    .types
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>(),
+            )
             .field("hashes", &self.inner.hashes)
             .field("cache", &self.inner.cache)
             .field("rotation_grace", &self.inner.rotation_grace)

@@ -73,6 +73,7 @@ pub mod guide;
 pub mod hash;
 pub mod invalidation;
 pub mod keyring;
+pub mod origin;
 pub mod random;
 pub mod ratelimit;
 pub mod record;
@@ -94,12 +95,16 @@ pub use hash::{
 };
 pub use invalidation::CacheInvalidation;
 pub use keyring::{
-    AuditEvent, AuditSink, FailureReason, IssueRequest, IssuedKey, KeyUpdate, Keyring,
-    KeyringBuilder, KeyringError, MemoryKeyring, VerifiedKey, VerifyContext, VerifyError,
+    AuditEvent, AuditSink, FailureReason, IssueRequest, IssuedKey, KeyFilter, KeyType, KeyTypes,
+    KeyUpdate, Keyring, KeyringBuilder, KeyringError, MemoryKeyring, VerifiedKey, VerifyContext,
+    VerifyError,
 };
+pub use origin::{AllowedOrigin, OriginError};
 pub use random::RngError;
 pub use ratelimit::{Decision, MemoryLimiter, Quota, RateLimitDenial, RateLimitError, RateLimiter};
-pub use record::{KeyAttributes, KeyRecord, KeyStatus, Revocation};
+pub use record::{
+    Environment, EnvironmentError, KeyAttributes, KeyKind, KeyRecord, KeyStatus, Revocation,
+};
 pub use scope::{
     MissingScopes, Requirement, RequirementError, RoleError, Roles, Scope, ScopeError, ScopeSet,
 };

@@ -3,10 +3,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod kind;
+
+pub use kind::{Environment, EnvironmentError, KeyKind};
+
 use crate::cidr::Cidr;
 use crate::format::KeyHint;
 use crate::format::{KeyId, Prefix};
 use crate::hash::PhcHash;
+use crate::origin::AllowedOrigin;
 use crate::ratelimit::Refill;
 use crate::scope::Scope;
 
@@ -46,9 +51,6 @@ pub struct KeyAttributes {
     /// Longer description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Environment label such as `live` or `test`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
     /// Scopes granted directly.
     #[serde(default)]
     pub scopes: Vec<Scope>,
@@ -71,6 +73,10 @@ pub struct KeyAttributes {
     /// Client networks the key may be used from; empty for anywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_networks: Vec<Cidr>,
+    /// For publishable keys: the browser origins the key may be used from (empty: as its
+    /// key type decides).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<AllowedOrigin>,
     /// Free-form data for the host.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub metadata: serde_json::Value,
@@ -111,6 +117,19 @@ pub struct KeyRecord {
     pub hint: KeyHint,
     /// The host's tenant or user id that owns the key.
     pub owner: String,
+    /// What kind of key it was issued as (`None` in records written before key types: they
+    /// read as their type's kind). Verification refuses a record whose kind differs from
+    /// its key type's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<KeyKind>,
+    /// The environment it was issued in (`None`, or an old free-form label, in records
+    /// written before environments were enforced: they read as their type's).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "kind::lenient_environment"
+    )]
+    pub environment: Option<Environment>,
     /// What the host set: name, scopes, limits, validity, metadata.
     #[serde(flatten)]
     pub attributes: KeyAttributes,
@@ -161,6 +180,8 @@ impl KeyRecord {
             prefix,
             hint,
             owner: owner.into(),
+            kind: None,
+            environment: None,
             attributes,
             created_at,
             status: KeyStatus::Active,

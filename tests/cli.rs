@@ -687,3 +687,39 @@ fn check_with_nothing_to_check_says_so_and_fails() {
     assert!(run.stderr.contains("no keys to check"), "{}", run.stderr);
     assert!(run.stdout.is_empty());
 }
+
+#[test]
+fn scan_and_regex_know_every_prefix_given() {
+    let sk = key("sk_live");
+    let pk = key("pk_live");
+    let other = key("xk_live");
+    let text = format!(
+        "a = {}\nb = {}\nc = {}\n",
+        sk.expose_secret(),
+        pk.expose_secret(),
+        other.expose_secret()
+    );
+    let run = keymint(
+        &["scan", "--prefix", "sk_live", "--prefix", "pk_live"],
+        text.as_bytes(),
+        &[],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!("-:1:5: {}\n-:2:5: {}\n", sk.hint(), pk.hint())
+    );
+    let run = keymint(
+        &["regex", "--prefix", "sk_live", "--prefix", "pk_live"],
+        b"",
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let pattern = regex::Regex::new(run.stdout.trim()).unwrap();
+    assert_eq!(pattern.find_iter(&text).count(), 2);
+    assert_eq!(
+        keymint(&["regex"], b"", &[]).code,
+        2,
+        "a prefix is required"
+    );
+}

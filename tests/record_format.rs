@@ -18,6 +18,9 @@ fn a_full_record_reads_and_writes_exactly_the_pinned_form() {
     assert_eq!(record.attributes.name, "CI deploy");
     assert_eq!(record.attributes.scopes.len(), 2);
     assert_eq!(record.status, KeyStatus::Revoked);
+    assert_eq!(record.kind, Some(keymint::KeyKind::Publishable));
+    assert_eq!(record.environment, Some(keymint::Environment::live()));
+    assert_eq!(record.attributes.allowed_origins.len(), 2);
     assert_eq!(record.remaining_uses, Some(41));
     assert_eq!(record.lineage().as_str(), "ZZZ000aaa111");
     assert_eq!(

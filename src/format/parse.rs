@@ -114,6 +114,20 @@ pub fn parse_key(key: &str) -> Result<ParsedKey<'_>, ParseError> {
     )
 }
 
+/// [`parse_key`] with a tighter length cap: for a set of formats whose longest key is
+/// `max_len`.
+pub(crate) fn parse_bounded(key: &str, max_len: usize) -> Result<ParsedKey<'_>, ParseError> {
+    parse(
+        key,
+        max_len,
+        Expect {
+            prefix: None,
+            id_len: None,
+            secret_len: None,
+        },
+    )
+}
+
 /// The shared parser. `max_len` is checked before any byte is read.
 pub(crate) fn parse<'k>(
     key: &'k str,

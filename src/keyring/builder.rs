@@ -6,10 +6,10 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 
 use super::cache::VerifiedCache;
+use super::key_type::KeyTypes;
 use super::last_used::LastUsed;
 use super::{AuditSink, Inner, Keyring};
 use crate::clock::{Clock, SharedClock};
-use crate::format::KeyFormat;
 use crate::hash::HashPolicy;
 use crate::invalidation::CacheInvalidation;
 use crate::keyring::KeyringError;
@@ -46,7 +46,7 @@ pub struct KeyringBuilder<S, L = DefaultLimiter> {
 
 /// Everything a keyring is configured with, apart from its store and limiter.
 struct Config {
-    format: KeyFormat,
+    types: KeyTypes,
     policies: HashMap<String, Arc<Policy>>,
     default_policy: Option<String>,
     failed_attempts: Option<Policy>,
@@ -115,15 +115,29 @@ pub enum ConfigError {
     /// [`KeyringBuilder::default_policy`] names a policy that was not defined.
     #[error("the default rate-limit policy {0:?} is not defined")]
     UndefinedDefaultPolicy(String),
+    /// Two key types share a prefix.
+    #[error("two key types have the prefix {0:?}")]
+    DuplicateKeyType(String),
+    /// A key type's default policy was not defined on the keyring.
+    #[error("key type {key_type:?} names the undefined rate-limit policy {policy:?}")]
+    UndefinedKeyTypePolicy {
+        /// The key type.
+        key_type: String,
+        /// The policy it names.
+        policy: String,
+    },
+    /// A key type's lifetimes are not positive, or its default exceeds its maximum.
+    #[error("key type {0:?}: lifetimes must be positive and the default at most the maximum")]
+    KeyTypeLifetime(String),
 }
 
 impl<S: KeyStore> KeyringBuilder<S> {
-    pub(super) fn new(format: KeyFormat, store: S) -> Self {
+    pub(super) fn new(types: KeyTypes, store: S) -> Self {
         Self {
             store,
             limiter: DefaultLimiter,
             config: Config {
-                format,
+                types,
                 policies: HashMap::new(),
                 default_policy: None,
                 failed_attempts: None,
@@ -297,6 +311,26 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
         if concurrency == 0 {
             return Err(ConfigError::UncachedConcurrency.into());
         }
+        if let Some(prefix) = config.types.duplicate() {
+            return Err(ConfigError::DuplicateKeyType(prefix.to_string()).into());
+        }
+        for key_type in config.types.iter() {
+            if let Some(policy) = key_type.policy()
+                && !config.policies.contains_key(policy)
+            {
+                return Err(ConfigError::UndefinedKeyTypePolicy {
+                    key_type: key_type.name().to_string(),
+                    policy: policy.to_owned(),
+                }
+                .into());
+            }
+            let (default, max) = key_type.lifetimes();
+            let positive = |d: Option<TimeDelta>| d.is_none_or(|d| d > TimeDelta::zero());
+            if !positive(default) || !positive(max) || default.zip(max).is_some_and(|(d, m)| d > m)
+            {
+                return Err(ConfigError::KeyTypeLifetime(key_type.name().to_string()).into());
+            }
+        }
         let default_policy = match &config.default_policy {
             None => None,
             Some(name) => Some(
@@ -313,7 +347,7 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
         let limiter = self.limiter.into_rate_limiter(&config.clock);
         Ok(Keyring {
             inner: Arc::new(Inner {
-                format: config.format,
+                types: config.types,
                 store: self.store,
                 limiter,
                 policies: config.policies,
@@ -340,7 +374,10 @@ impl<S, L> std::fmt::Debug for KeyringBuilder<S, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.config;
         f.debug_struct("KeyringBuilder")
-            .field("format", &c.format)
+            .field(
+                "types",
+                &c.types.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            )
             .field("hashes", &c.hashes)
             .field("cache", &c.cache)
             .field("rotation_grace", &c.rotation_grace)

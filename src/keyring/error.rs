@@ -8,6 +8,7 @@ use crate::format::ParseError;
 use crate::hash::HashError;
 use crate::random::RngError;
 use crate::ratelimit::{RateLimitDenial, RateLimitError, RateLimitHeaders};
+use crate::record::Environment;
 use crate::scope::MissingScopes;
 use crate::store::StoreError;
 
@@ -40,6 +41,23 @@ pub enum VerifyError {
     /// The key's validity has not started.
     #[error("api key not yet valid")]
     NotYetValid,
+    /// A valid key of another environment than the one the request is served in (a test
+    /// key against live, say). Nothing was charged.
+    #[error("this is a {key} key, but the request was made in {served} mode: use a {served} key")]
+    WrongEnvironment {
+        /// The key's environment.
+        key: Environment,
+        /// The request's.
+        served: Environment,
+    },
+    /// A publishable key used from an origin it does not list (or with no origin at all).
+    #[error("this publishable key may not be used from this origin")]
+    OriginNotAllowed,
+    /// A secret or restricted key sent from a browser: it has leaked to client code.
+    #[error(
+        "secret keys belong on servers: this request came from a browser, use a publishable key there"
+    )]
+    SecretKeyInBrowser,
     /// The client address is outside the key's allowed networks.
     #[error("client address not allowed for this api key")]
     ClientNotAllowed,
@@ -92,8 +110,12 @@ impl VerifyError {
             | Self::Revoked
             | Self::Disabled
             | Self::Expired
-            | Self::NotYetValid => 401,
-            Self::ClientNotAllowed | Self::InsufficientScope(_) => 403,
+            | Self::NotYetValid
+            | Self::WrongEnvironment { .. } => 401,
+            Self::ClientNotAllowed
+            | Self::OriginNotAllowed
+            | Self::SecretKeyInBrowser
+            | Self::InsufficientScope(_) => 403,
             Self::RateLimited(_) | Self::Throttled(_) | Self::UsageExhausted => 429,
             Self::StoreUnavailable(_) | Self::RateLimiterUnavailable(_) | Self::Overloaded => 503,
             Self::Internal(_) | Self::UnknownPolicy | Self::InvalidCost(_) => 500,
@@ -119,6 +141,9 @@ impl VerifyError {
             Self::Disabled => "disabled",
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
+            Self::WrongEnvironment { .. } => "wrong_environment",
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::SecretKeyInBrowser => "secret_key_in_browser",
             Self::ClientNotAllowed => "client_not_allowed",
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::RateLimited(_) => "rate_limited",

@@ -106,6 +106,15 @@ pub enum FailureReason {
     /// prefix with a recomputed checksum (the caller sees the same error as for a wrong
     /// secret).
     WrongPrefix,
+    /// The secret matches a record issued as another kind or in another environment than
+    /// its prefix's key type now says (a configuration changed under stored keys).
+    WrongType,
+    /// A valid key of another environment than the request's.
+    WrongEnvironment,
+    /// A publishable key used from an origin it does not allow.
+    OriginNotAllowed,
+    /// A secret or restricted key used from a browser.
+    SecretKeyInBrowser,
     /// Revoked.
     Revoked,
     /// Disabled.

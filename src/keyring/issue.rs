@@ -4,14 +4,16 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Keyring;
 use super::hash_gate::run_blocking;
+use super::key_type::KeyType;
 use crate::cidr::Cidr;
 use crate::clock::Clock as _;
 use crate::format::GeneratedKey;
 use crate::format::KeyId;
 use crate::keyring::KeyringError;
+use crate::origin::AllowedOrigin;
 use crate::ratelimit::RateLimiter;
 use crate::ratelimit::Refill;
-use crate::record::{KeyAttributes, KeyRecord};
+use crate::record::{KeyAttributes, KeyKind, KeyRecord};
 use crate::scope::{Roles, Scope};
 use crate::store::KeyStore;
 use crate::store::StoreError;
@@ -46,6 +48,9 @@ const ID_ATTEMPTS: usize = 4;
 #[must_use]
 pub struct IssueRequest {
     pub(super) owner: String,
+    pub(super) key_type: Option<String>,
+    /// A label given the old way; it must name the key type's environment.
+    pub(super) environment: Option<String>,
     pub(super) attributes: KeyAttributes,
     /// Parsed at issue, so that a bad one is reported with its position.
     pub(super) scopes: Vec<String>,
@@ -64,6 +69,8 @@ impl IssueRequest {
     pub fn new(owner: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
             owner: owner.into(),
+            key_type: None,
+            environment: None,
             attributes: KeyAttributes::new(name),
             scopes: Vec::new(),
             expiry: None,
@@ -77,9 +84,24 @@ impl IssueRequest {
         self
     }
 
-    /// An environment label such as `live` or `test`.
+    /// The key type, by its name (its prefix, such as `sk_test`); the keyring's default
+    /// (first) type when not given. The key type decides the key's kind and environment.
+    pub fn key_type(mut self, name: impl Into<String>) -> Self {
+        self.key_type = Some(name.into());
+        self
+    }
+
+    /// The environment the key is meant for: it must be the key type's (the key type
+    /// decides it; this only guards against issuing into the wrong one).
     pub fn environment(mut self, label: impl Into<String>) -> Self {
-        self.attributes.environment = Some(label.into());
+        self.environment = Some(label.into());
+        self
+    }
+
+    /// For publishable keys: the browser origins the key may be used from (exact
+    /// `scheme://host[:port]`, or `scheme://*.domain` for its subdomains).
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = AllowedOrigin>) -> Self {
+        self.attributes.allowed_origins = origins.into_iter().collect();
         self
     }
 
@@ -233,10 +255,33 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             ));
         }
         check_text("owner", &request.owner, MAX_FIELD_LEN)?;
+        let key_type = match &request.key_type {
+            None => self.inner.types.default_type(),
+            Some(name) => self.inner.types.get(name).ok_or_else(|| {
+                KeyringError::InvalidRequest(format!("unknown key type {name:?}"))
+            })?,
+        };
+        if let Some(label) = &request.environment
+            && label != key_type.environment().as_str()
+        {
+            return Err(KeyringError::InvalidRequest(format!(
+                "keys of type {} belong to the {} environment, not {label:?}",
+                key_type.name(),
+                key_type.environment()
+            )));
+        }
         let mut attributes = request.attributes;
         attributes.scopes = parse_scopes(&request.scopes)?;
         attributes.expires_at = match request.expiry {
-            None => None,
+            None => key_type
+                .lifetimes()
+                .0
+                .or(key_type.lifetimes().1)
+                .map(|lifetime| {
+                    now.checked_add_signed(lifetime)
+                        .ok_or_else(|| KeyringError::InvalidRequest("expiry out of range".into()))
+                })
+                .transpose()?,
             Some(Expiry::At(at)) => Some(at),
             Some(Expiry::In(after)) => Some(
                 now.checked_add_signed(after)
@@ -249,7 +294,9 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             ));
         }
         self.check_attributes(&attributes, None, request.remaining_uses)?;
+        self.check_key_type(key_type, &attributes, now)?;
         self.mint(RecordTemplate {
+            key_type: key_type.clone(),
             owner: request.owner,
             attributes,
             remaining_uses: request.remaining_uses,
@@ -257,6 +304,67 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             last_refill_at: None,
         })
         .await
+    }
+
+    /// What the key type allows: the scopes it may hold (its own and its roles'), the rules
+    /// of restricted keys, origins only on publishable keys, and the longest lifetime
+    /// (counted from `issued_at`).
+    pub(super) fn check_key_type(
+        &self,
+        key_type: &KeyType,
+        a: &KeyAttributes,
+        issued_at: DateTime<Utc>,
+    ) -> Result<(), KeyringError> {
+        let name = key_type.name();
+        let kind = key_type.kind();
+        let granted = self.inner.roles.resolve(&a.scopes, &a.roles);
+        if let Some(allowed) = key_type.scope_allowance()
+            && let Some(grant) = granted
+                .iter()
+                .find(|grant| !allowed.iter().any(|pattern| pattern.covers(grant)))
+        {
+            let allowed: Vec<&str> = allowed.iter().map(Scope::as_str).collect();
+            return Err(KeyringError::InvalidRequest(format!(
+                "scope {grant} is not allowed on {kind} keys of type {name} (allowed: {})",
+                if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
+            )));
+        }
+        if kind == KeyKind::Restricted {
+            if a.scopes.is_empty() {
+                return Err(KeyringError::InvalidRequest(format!(
+                    "restricted keys of type {name} need an explicit, non-empty list of scopes"
+                )));
+            }
+            if let Some(grant) = granted
+                .iter()
+                .find(|grant| grant.segments().all(|s| s == "*"))
+            {
+                return Err(KeyringError::InvalidRequest(format!(
+                    "restricted keys of type {name} may not hold {grant}, which grants everything (directly or through a role)"
+                )));
+            }
+        }
+        if kind != KeyKind::Publishable && !a.allowed_origins.is_empty() {
+            return Err(KeyringError::InvalidRequest(format!(
+                "allowed_origins apply only to publishable keys; {name} keys are {kind}"
+            )));
+        }
+        if let (_, Some(max)) = key_type.lifetimes() {
+            let latest = issued_at.checked_add_signed(max);
+            if a.expires_at
+                .is_none_or(|at| latest.is_some_and(|latest| at > latest))
+            {
+                return Err(KeyringError::InvalidRequest(format!(
+                    "keys of type {name} expire at most {} days after issue",
+                    max.num_days()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Checks attributes against the keyring's rules and configuration: text sizes, list
@@ -283,10 +391,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         {
             check_text("description", d, MAX_DESCRIPTION_LEN)?;
         }
-        if changed!(environment)
-            && let Some(e) = &a.environment
-        {
-            check_text("environment", e, MAX_FIELD_LEN)?;
+        if changed!(allowed_origins) && a.allowed_origins.len() > MAX_LIST_LEN {
+            return Err(KeyringError::InvalidRequest(format!(
+                "at most {MAX_LIST_LEN} origins"
+            )));
         }
         if changed!(scopes) && a.scopes.len() > MAX_LIST_LEN {
             return Err(KeyringError::InvalidRequest(format!(
@@ -340,19 +448,21 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     pub(super) async fn mint(&self, t: RecordTemplate) -> Result<IssuedKey, KeyringError> {
         let created_at = self.inner.clock.now();
         for _ in 0..ID_ATTEMPTS {
-            let key = self.inner.format.generate()?;
+            let key = t.key_type.format().generate()?;
             let secret = zeroize::Zeroizing::new(key.parsed().expose_secret().to_owned());
             let hashes = self.inner.hashes.clone();
             let hash = run_blocking(move || hashes.hash(secret.as_bytes())).await??;
             let mut record = KeyRecord::new(
                 key.id().clone(),
                 hash,
-                self.inner.format.prefix().clone(),
+                t.key_type.name().clone(),
                 key.hint(),
                 t.owner.clone(),
                 t.attributes.clone(),
                 created_at,
             );
+            record.kind = Some(t.key_type.kind());
+            record.environment = Some(t.key_type.environment().clone());
             record.lineage.clone_from(&t.lineage);
             record.remaining_uses = t.remaining_uses;
             // A successor continues its predecessor's refill schedule.
@@ -384,8 +494,9 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 impl RecordTemplate {
     /// What a rotation successor inherits from `old`: its attributes, balance, lineage and
     /// refill phase; not its identity, status or history.
-    pub(super) fn successor_of(old: &KeyRecord) -> Self {
+    pub(super) fn successor_of(old: &KeyRecord, key_type: &KeyType) -> Self {
         Self {
+            key_type: key_type.clone(),
             owner: old.owner.clone(),
             attributes: old.attributes.clone(),
             remaining_uses: old.remaining_uses,
@@ -407,6 +518,7 @@ impl RecordTemplate {
 /// A record to mint (shared by issue and rotate).
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct RecordTemplate {
+    pub(super) key_type: KeyType,
     pub(super) owner: String,
     pub(super) attributes: KeyAttributes,
     pub(super) remaining_uses: Option<u64>,

@@ -8,9 +8,10 @@ use crate::cidr::Cidr;
 use crate::clock::Clock as _;
 use crate::format::KeyId;
 use crate::keyring::KeyringError;
+use crate::origin::AllowedOrigin;
 use crate::ratelimit::RateLimiter;
 use crate::ratelimit::Refill;
-use crate::record::{KeyAttributes, KeyRecord, KeyStatus, Revocation};
+use crate::record::{Environment, KeyAttributes, KeyRecord, KeyStatus, Revocation};
 use crate::store::StoreError;
 use crate::store::{KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
 
@@ -23,6 +24,51 @@ fn clamped(page: &PageRequest) -> PageRequest {
     PageRequest {
         limit: page.limit.clamp(1, MAX_PAGE_SIZE),
         after: page.after.clone(),
+    }
+}
+
+/// Most records one [`Keyring::list_filtered`] call reads from the store.
+pub const MAX_FILTER_SCAN: usize = 10_000;
+
+/// Which keys [`Keyring::list_filtered`] returns; unset parts match every key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct KeyFilter {
+    key_type: Option<String>,
+    environment: Option<Environment>,
+}
+
+impl KeyFilter {
+    /// Every key.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keys of one type (by its name, the prefix).
+    pub fn key_type(mut self, name: impl Into<String>) -> Self {
+        self.key_type = Some(name.into());
+        self
+    }
+
+    /// Keys of one environment.
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    fn matches<S: KeyStore, L: RateLimiter>(&self, keyring: &Keyring<S, L>, r: &KeyRecord) -> bool {
+        let type_ok = self
+            .key_type
+            .as_deref()
+            .is_none_or(|name| r.prefix.as_str() == name);
+        let env_ok = self.environment.as_ref().is_none_or(|env| {
+            keyring
+                .inner
+                .types
+                .get(r.prefix.as_str())
+                .is_some_and(|t| t.environment() == env)
+        });
+        type_ok && env_ok
     }
 }
 
@@ -64,6 +110,7 @@ pub struct KeyUpdate {
     credit_refill: Option<Option<Refill>>,
     rate_limit_policy: Option<Option<String>>,
     allowed_networks: Option<Vec<Cidr>>,
+    allowed_origins: Option<Vec<AllowedOrigin>>,
     metadata: Option<serde_json::Value>,
 }
 
@@ -122,6 +169,11 @@ impl KeyUpdate {
         self.allowed_networks = Some(networks.into_iter().collect());
         self
     }
+    /// Replaces the allowed origins of a publishable key (empty: as its type decides).
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = AllowedOrigin>) -> Self {
+        self.allowed_origins = Some(origins.into_iter().collect());
+        self
+    }
     /// Replaces the metadata.
     pub fn metadata(mut self, value: serde_json::Value) -> Self {
         self.metadata = Some(value);
@@ -165,6 +217,9 @@ impl KeyUpdate {
         }
         if let Some(v) = s.allowed_networks {
             attributes.allowed_networks = v;
+        }
+        if let Some(v) = s.allowed_origins {
+            attributes.allowed_origins = v;
         }
         if let Some(v) = s.metadata {
             attributes.metadata = v;
@@ -350,6 +405,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 let cutoff = r.successor.as_ref().and(r.attributes.expires_at);
                 change(&mut r.attributes, &mut r.remaining_uses)?;
                 self.check_attributes(&r.attributes, Some(&before), r.remaining_uses)?;
+                self.check_key_type(self.key_type_of(r)?, &r.attributes, r.created_at)?;
                 if restarts_refill
                     || (before.credit_refill.is_none() && r.attributes.credit_refill.is_some())
                 {
@@ -412,7 +468,8 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             .ok_or_else(|| KeyringError::InvalidRequest("grace out of range".into()))?;
         let mut old = self.get(id).await?;
         check_rotatable(&old)?;
-        let mut template = RecordTemplate::successor_of(&old);
+        let key_type = self.key_type_of(&old)?.clone();
+        let mut template = RecordTemplate::successor_of(&old, &key_type);
         let mut issued = self.mint(template.clone()).await?;
         let new_id = issued.record.id.clone();
 
@@ -470,7 +527,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 self.abandon_successor(&new_id).await;
                 return Err(e);
             }
-            let current = RecordTemplate::successor_of(&old);
+            let current = RecordTemplate::successor_of(&old, &key_type);
             if current != template {
                 let mut successor = issued.record.clone();
                 current.apply_to(&mut successor);
@@ -516,6 +573,58 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             .store
             .list_by_owner(owner, &clamped(page))
             .await?)
+    }
+
+    /// Keys owned by `owner` of one key type and/or environment, a page at a time.
+    ///
+    /// The store lists by owner; the filter is applied here, reading at most
+    /// [`MAX_FILTER_SCAN`] records per call, so a page may come back short (or empty) with
+    /// a `next_after` to continue from.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn list_filtered(
+        &self,
+        owner: &str,
+        filter: &KeyFilter,
+        page: &PageRequest,
+    ) -> Result<Page, KeyringError> {
+        let limit = page.limit.clamp(1, MAX_PAGE_SIZE);
+        let mut items = Vec::new();
+        let mut cursor = page.after.clone();
+        let mut scanned = 0;
+        loop {
+            let request = PageRequest {
+                limit: MAX_PAGE_SIZE.min(MAX_FILTER_SCAN - scanned).max(1),
+                after: cursor.clone(),
+            };
+            let got = self.inner.store.list_by_owner(owner, &request).await?;
+            for record in got.items {
+                scanned += 1;
+                cursor = Some(record.id.clone());
+                if filter.matches(self, &record) {
+                    items.push(record);
+                    if items.len() == limit {
+                        return Ok(Page {
+                            items,
+                            next_after: cursor,
+                        });
+                    }
+                }
+            }
+            if got.next_after.is_none() {
+                return Ok(Page {
+                    items,
+                    next_after: None,
+                });
+            }
+            if scanned >= MAX_FILTER_SCAN {
+                return Ok(Page {
+                    items,
+                    next_after: cursor,
+                });
+            }
+        }
     }
 
     /// Keys that expire within `window` from now (for warning their owners).

@@ -67,6 +67,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 let refreshed = Authenticated {
                     record: fresh,
                     granted: key.granted.clone(),
+                    key_type: key.key_type.clone(),
                 };
                 cache.refresh(generation, Arc::new(refreshed));
             }

@@ -10,6 +10,7 @@ use crate::hash::HashError;
 use crate::keyring::VerifyError;
 use crate::ratelimit::RateLimitDenial;
 use crate::ratelimit::RateLimitError;
+use crate::record::Environment;
 use crate::scope::MissingScopes;
 use crate::store::StoreError;
 
@@ -21,6 +22,14 @@ pub(crate) enum Refusal {
     WrongSecret,
     /// The secret matched a record stored under another prefix.
     WrongPrefix,
+    /// The record was issued as another kind or environment than its type now says.
+    WrongType,
+    WrongEnvironment {
+        key: Environment,
+        served: Environment,
+    },
+    OriginNotAllowed,
+    SecretKeyInBrowser,
     Revoked,
     Disabled,
     Expired,
@@ -53,6 +62,10 @@ impl Refusal {
             Self::NotFound => FailureReason::NotFound,
             Self::WrongSecret => FailureReason::WrongSecret,
             Self::WrongPrefix => FailureReason::WrongPrefix,
+            Self::WrongType => FailureReason::WrongType,
+            Self::WrongEnvironment { .. } => FailureReason::WrongEnvironment,
+            Self::OriginNotAllowed => FailureReason::OriginNotAllowed,
+            Self::SecretKeyInBrowser => FailureReason::SecretKeyInBrowser,
             Self::Revoked => FailureReason::Revoked,
             Self::Disabled => FailureReason::Disabled,
             Self::Expired => FailureReason::Expired,
@@ -81,6 +94,7 @@ impl Refusal {
                 | Self::NotFound
                 | Self::WrongSecret
                 | Self::WrongPrefix
+                | Self::WrongType
         )
     }
 
@@ -102,7 +116,12 @@ impl Refusal {
         match self {
             Self::Malformed(e) => VerifyError::Malformed(e),
             Self::UnknownPrefix => VerifyError::UnknownPrefix,
-            Self::NotFound | Self::WrongSecret | Self::WrongPrefix => VerifyError::Invalid,
+            Self::NotFound | Self::WrongSecret | Self::WrongPrefix | Self::WrongType => {
+                VerifyError::Invalid
+            }
+            Self::WrongEnvironment { key, served } => VerifyError::WrongEnvironment { key, served },
+            Self::OriginNotAllowed => VerifyError::OriginNotAllowed,
+            Self::SecretKeyInBrowser => VerifyError::SecretKeyInBrowser,
             Self::Revoked => VerifyError::Revoked,
             Self::Disabled => VerifyError::Disabled,
             Self::Expired => VerifyError::Expired,

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
 use super::hash_gate::{GateError, spawn_or_run};
+use super::key_type::KeyType;
 use super::refusal::Refusal;
 use super::{AuditEvent, Keyring};
 use crate::clock::Clock as _;
@@ -15,13 +16,40 @@ use crate::hash::Verdict;
 use crate::keyring::VerifyError;
 use crate::ratelimit::RateLimitDenial;
 use crate::ratelimit::{Credits, Decision, Policy, RateLimitError, RateLimitHeaders, RateLimiter};
-use crate::record::{KeyRecord, KeyStatus};
+use crate::record::{Environment, KeyKind, KeyRecord, KeyStatus};
 use crate::scope::{Requirement, ScopeSet};
 use crate::store::{Decrement, KeyStore};
 
 /// Most rotations followed to find the record that holds a lineage's uses: one store read
 /// per rotation since, paid only by metered keys still in their grace period.
 const MAX_CREDIT_HOPS: usize = 32;
+
+/// Step 6 for browsers: publishable keys only from their allowed origins (or any, if their
+/// type allows it and they list none); secret and restricted keys not from browsers at all,
+/// unless their type allows it.
+fn check_origin(
+    key_type: &KeyType,
+    record: &KeyRecord,
+    origin: Option<&str>,
+) -> Result<(), Refusal> {
+    if key_type.kind() == KeyKind::Publishable {
+        let allowed = &record.attributes.allowed_origins;
+        let ok = if allowed.is_empty() {
+            key_type.allows_any_origin()
+        } else {
+            origin.is_some_and(|origin| allowed.iter().any(|a| a.matches(origin)))
+        };
+        return if ok {
+            Ok(())
+        } else {
+            Err(Refusal::OriginNotAllowed)
+        };
+    }
+    if origin.is_some() && !key_type.allows_browsers() {
+        return Err(Refusal::SecretKeyInBrowser);
+    }
+    Ok(())
+}
 
 fn gate_refusal(error: GateError) -> Refusal {
     match error {
@@ -60,6 +88,8 @@ pub struct VerifyContext<'r> {
     client_ip: Option<IpAddr>,
     requirement: Option<&'r Requirement>,
     cost: Option<u32>,
+    environment: Option<&'r Environment>,
+    origin: Option<&'r str>,
 }
 
 impl<'r> VerifyContext<'r> {
@@ -87,6 +117,22 @@ impl<'r> VerifyContext<'r> {
         self.cost = Some(cost);
         self
     }
+
+    /// The environment the request is served in; a valid key of another one is refused
+    /// with [`VerifyError::WrongEnvironment`] and charged nothing. Default: the keyring's
+    /// default environment (that of its first key type).
+    pub fn environment(mut self, environment: &'r Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// The request's `Origin` header value: the request came from a browser. Publishable
+    /// keys are checked against their allowed origins; secret and restricted keys are
+    /// refused from browsers unless their type allows it.
+    pub fn origin(mut self, origin: &'r str) -> Self {
+        self.origin = Some(origin);
+        self
+    }
 }
 
 /// A record that passed the secret check, with its scopes resolved: what the cache holds.
@@ -94,6 +140,7 @@ impl<'r> VerifyContext<'r> {
 pub(crate) struct Authenticated {
     pub(crate) record: KeyRecord,
     pub(crate) granted: ScopeSet,
+    pub(crate) key_type: Arc<KeyType>,
 }
 
 /// A key that passed every check.
@@ -113,6 +160,22 @@ impl VerifiedKey {
     /// The key's id.
     pub fn id(&self) -> &KeyId {
         &self.key.record.id
+    }
+
+    /// The key's type: its name (prefix), kind and environment.
+    pub fn key_type(&self) -> &KeyType {
+        &self.key.key_type
+    }
+
+    /// What kind of key it is.
+    pub fn kind(&self) -> KeyKind {
+        self.key.key_type.kind()
+    }
+
+    /// The environment the key belongs to (and the request was served in): route to test
+    /// or live data by it.
+    pub fn environment(&self) -> &Environment {
+        self.key.key_type.environment()
     }
 
     /// The owner the key belongs to.
@@ -157,11 +220,11 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         ctx: &VerifyContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
         let now = self.inner.clock.now();
-        let parsed = match self.inner.format.parse(presented) {
-            Ok(parsed) => parsed,
+        let (parsed, key_type) = match self.inner.types.parse_shared(presented) {
+            Ok(found) => found,
             Err(e) => return Err(self.refuse(None, Refusal::from_parse(e), ctx, now)),
         };
-        match self.check(presented, &parsed, ctx, now).await {
+        match self.check(presented, &parsed, key_type, ctx, now).await {
             Ok(verified) => Ok(verified),
             Err(refusal) => Err(self.refuse(Some(parsed.id()), refusal, ctx, now)),
         }
@@ -172,12 +235,24 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         &self,
         presented: &str,
         parsed: &ParsedKey<'_>,
+        key_type: &Arc<KeyType>,
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedKey, Refusal> {
-        let key = self.authenticate(presented, parsed, ctx, now).await?;
+        let key = self
+            .authenticate(presented, parsed, key_type, ctx, now)
+            .await?;
         let record = &key.record;
 
+        let served = ctx
+            .environment
+            .unwrap_or_else(|| self.inner.types.default_type().environment());
+        if key_type.environment() != served {
+            return Err(Refusal::WrongEnvironment {
+                key: key_type.environment().clone(),
+                served: served.clone(),
+            });
+        }
         match record.status {
             KeyStatus::Active => {}
             KeyStatus::Revoked => return Err(Refusal::Revoked),
@@ -200,6 +275,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         {
             return Err(Refusal::ClientNotAllowed);
         }
+        check_origin(key_type, record, ctx.origin)?;
         if let Some(requirement) = ctx.requirement {
             requirement
                 .check(&key.granted)
@@ -207,7 +283,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
 
         let cost = ctx.cost.unwrap_or(1);
-        let rate_limit = self.charge_rate_limit(record, cost).await?;
+        let rate_limit = self.charge_rate_limit(record, key_type, cost).await?;
         let remaining_uses = self.spend_credits(&key, cost, now).await?;
 
         self.note_use(&record.id, now).await;
@@ -230,6 +306,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         &self,
         presented: &str,
         parsed: &ParsedKey<'_>,
+        key_type: &Arc<KeyType>,
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
     ) -> Result<Arc<Authenticated>, Refusal> {
@@ -284,6 +361,18 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         if record.prefix.as_str() != parsed.prefix() {
             return Err(Refusal::WrongPrefix);
         }
+        // A record issued as another kind, or in another environment, than its prefix's
+        // type says now (a configuration that changed under stored keys): refused like a
+        // wrong secret, rather than trusted as what the configuration claims.
+        let issued_as_other_kind = record.kind.is_some_and(|kind| kind != key_type.kind());
+        let issued_elsewhere = record.kind.is_some()
+            && record
+                .environment
+                .as_ref()
+                .is_some_and(|env| env != key_type.environment());
+        if issued_as_other_kind || issued_elsewhere {
+            return Err(Refusal::WrongType);
+        }
         if needs_rehash {
             self.rehash(record.clone(), secret).await;
         }
@@ -291,7 +380,11 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             .inner
             .roles
             .resolve(&record.attributes.scopes, &record.attributes.roles);
-        let key = Arc::new(Authenticated { record, granted });
+        let key = Arc::new(Authenticated {
+            record,
+            granted,
+            key_type: key_type.clone(),
+        });
         if let (Some(cache), Some(digest)) = (&self.inner.cache, digest) {
             cache.insert(generation, digest, key.clone(), now);
         }
@@ -303,9 +396,15 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     async fn charge_rate_limit(
         &self,
         record: &KeyRecord,
+        key_type: &KeyType,
         cost: u32,
     ) -> Result<Option<(Arc<Policy>, Decision)>, Refusal> {
-        let policy = match &record.attributes.rate_limit_policy {
+        let named = record
+            .attributes
+            .rate_limit_policy
+            .as_deref()
+            .or(key_type.policy());
+        let policy = match named {
             Some(name) => match self.inner.policies.get(name) {
                 Some(policy) => policy.clone(),
                 None => {

@@ -26,7 +26,6 @@ pub fn sample_record(owner: &str) -> KeyRecord {
         .expect("randomness");
     let mut attributes = KeyAttributes::new("conformance");
     attributes.description = Some("written by keymint::testing".into());
-    attributes.environment = Some("test".into());
     attributes.scopes = vec!["users:read".parse().expect("valid scope")];
     attributes.metadata = serde_json::json!({ "kit": true });
     KeyRecord::new(

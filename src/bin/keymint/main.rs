@@ -48,6 +48,8 @@ enum Command {
     /// Find checksum-valid keys in files, directories or stdin; print `path:line:column:
     /// <hint>` for each.
     Scan(scan::ScanArgs),
+    /// Print one regular expression for keys of the given prefixes (for secret scanners).
+    Regex(scan::RegexArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Hash(args) => hashing::hash(&args),
         Command::Verify(args) => hashing::verify(&args, &mut status),
         Command::Scan(args) => scan::scan(&args, &mut status),
+        Command::Regex(args) => scan::regex(&args),
     };
     match result {
         Ok(()) | Err(Failure::Closed) => ExitCode::from(status),

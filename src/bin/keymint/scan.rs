@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use keymint::format::MAX_KEY_LEN;
-use keymint::{KeyHint, Scanner};
+use keymint::{Environment, KeyFormat, KeyHint, KeyKind, KeyType, KeyTypes, Prefix, Scanner};
 use memchr::{memchr_iter, memrchr};
 use zeroize::Zeroizing;
 
@@ -40,16 +40,70 @@ pub(crate) struct ScanArgs {
     /// Find keys whose id has N characters (8..=32) [default: 12]
     #[arg(long, value_name = "N", value_parser = parse_id_len)]
     id_len: Option<usize>,
+    /// Find only keys with this prefix (repeat for each of a keyring's key types) [default: any]
+    #[arg(long = "prefix", value_name = "PREFIX")]
+    prefixes: Vec<Prefix>,
     /// Files or directories to scan; stdin when none
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
 }
 
+/// The formats of `prefixes` with the default secret length and `id_len` (default 12).
+pub(crate) fn formats(
+    prefixes: &[Prefix],
+    id_len: Option<usize>,
+) -> Result<Vec<KeyFormat>, Failure> {
+    prefixes
+        .iter()
+        .map(|p| {
+            KeyFormat::builder(p.as_str())
+                .id_len(id_len.unwrap_or(keymint::format::DEFAULT_ID_LEN))
+                .build()
+                .map_err(Failure::fatal)
+        })
+        .collect()
+}
+
+/// Arguments of `keymint regex`.
+#[derive(Args)]
+#[command(
+    after_help = "Prints one regular expression that matches keys of every prefix given, \
+                        for gitleaks rules or GitHub custom patterns. Confirm what it finds \
+                        with 'keymint check' (the checksum)."
+)]
+pub(crate) struct RegexArgs {
+    /// A key prefix (repeat for each of a keyring's key types)
+    #[arg(long = "prefix", value_name = "PREFIX", required = true)]
+    prefixes: Vec<Prefix>,
+    /// Id length N (8..=32) [default: 12]
+    #[arg(long, value_name = "N", value_parser = parse_id_len)]
+    id_len: Option<usize>,
+}
+
+/// `keymint regex`: the combined pattern for a set of prefixes.
+pub(crate) fn regex(args: &RegexArgs) -> Result<(), Failure> {
+    let mut formats = formats(&args.prefixes, args.id_len)?.into_iter();
+    let Some(first) = formats.next() else {
+        return Err(Failure::fatal("give at least one --prefix"));
+    };
+    let secret = |format| KeyType::new(format, KeyKind::Secret, Environment::live());
+    let types = formats.fold(KeyTypes::new(secret(first)), |types, f| {
+        types.with(secret(f))
+    });
+    let mut out = Output::new(io::stdout().lock());
+    out.line(format_args!("{}", types.regex()))?;
+    out.flush()
+}
+
 /// `keymint scan`.
 pub(crate) fn scan(args: &ScanArgs, status: &mut u8) -> Result<(), Failure> {
-    let scanner = match args.id_len {
-        Some(len) => Scanner::with_id_len(len).map_err(Failure::fatal)?,
-        None => Scanner::new(),
+    let scanner = if args.prefixes.is_empty() {
+        match args.id_len {
+            Some(len) => Scanner::with_id_len(len).map_err(Failure::fatal)?,
+            None => Scanner::new(),
+        }
+    } else {
+        Scanner::for_formats(formats(&args.prefixes, args.id_len)?)
     };
     let mut run = Run {
         scanner,
