@@ -217,3 +217,46 @@ fn refill_periods_are_whole_milliseconds_and_survive_serde() {
     // A stored zero period (written by a hand-edited row) is refused when read.
     assert!(serde_json::from_str::<Refill>(r#"{"amount":1,"period_ms":0,"max":1}"#).is_err());
 }
+
+/// draft-ietf-httpapi-ratelimit-headers-10: `t` is the time until *additional* quota is
+/// available, not until the quota is full again.
+#[test]
+fn t_counts_seconds_until_more_quota_not_a_full_refill() {
+    use keymint::ManualClock;
+    use keymint::ratelimit::MemoryLimiter;
+    // 3 a minute: one request earned back every 20 s.
+    let p = Policy::single("p", Quota::per_minute(n(3))).unwrap();
+    let limiter = MemoryLimiter::with_clock(ManualClock::default());
+    let fresh = limiter.check_now("k", &p, 0).unwrap();
+    assert_eq!(
+        headers::ratelimit_field(&p, &fresh),
+        r#""p";r=3"#,
+        "full: nothing more is coming"
+    );
+    for remaining in [2, 1, 0] {
+        let d = limiter.check_now("k", &p, 1).unwrap();
+        assert_eq!(
+            headers::ratelimit_field(&p, &d),
+            format!(r#""p";r={remaining};t=20"#),
+            "a full refill would take {}",
+            (3 - remaining) * 20
+        );
+    }
+    let denied = limiter.check_now("k", &p, 1).unwrap();
+    let h = RateLimitHeaders::new(&p, &denied);
+    assert_eq!(h.ratelimit, r#""p";r=0;t=20"#);
+    assert_eq!(
+        h.retry_after.as_deref(),
+        Some("20"),
+        "Retry-After is not earlier than t"
+    );
+    // Calendar windows: more quota comes when the window ends.
+    let day = Policy::single("d", CalendarQuota::per_utc_day(n(5))).unwrap();
+    let limiter = MemoryLimiter::with_clock(ManualClock::new(at("2026-01-01T23:00:00Z")));
+    assert_eq!(
+        headers::ratelimit_field(&day, &limiter.check_now("k", &day, 0).unwrap()),
+        r#""d";r=5"#
+    );
+    let d = limiter.check_now("k", &day, 1).unwrap();
+    assert_eq!(headers::ratelimit_field(&day, &d), r#""d";r=4;t=3600"#);
+}

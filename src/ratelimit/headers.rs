@@ -1,9 +1,19 @@
 //! HTTP header field values: `RateLimit-Policy`, `RateLimit` (IETF httpapi
-//! draft-ietf-httpapi-ratelimit-headers, structured-field lists) and `Retry-After`.
+//! draft-ietf-httpapi-ratelimit-headers, revision -10 of 2025-09, structured-field lists)
+//! and `Retry-After`.
+//!
+//! In revision -10 the `t` parameter of `RateLimit` is "the number of seconds until
+//! additional quota associated with the quota policy is made available" (earlier revisions:
+//! until the quota resets; later ones redefine it again). That is what `t` reports here:
+//! for a GCRA limit the time until one more request would be admitted (so it is at most
+//! the replenish interval), for a calendar window the time until it ends; `t` is left out
+//! when nothing has been used, since no additional quota is coming. `Retry-After` on a
+//! denial is never earlier than `t`.
 //!
 //! Plain strings, no HTTP crate: put them in whatever response type you use.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use super::decision::{Decision, ceil_secs};
 use super::policy::Policy;
@@ -79,18 +89,49 @@ pub fn policy_field(policy: &Policy) -> String {
     out
 }
 
-/// `RateLimit`: `"name";r=<remaining>;t=<seconds until reset, rounded up>` for the limit
-/// the decision describes (`t` is left out when it never resets).
+/// `RateLimit`: `"name";r=<remaining>;t=<seconds until more quota, rounded up>` for the
+/// limit the decision describes (`t` is left out when no additional quota is coming).
 pub fn ratelimit_field(policy: &Policy, decision: &Decision) -> String {
     let mut out = format!(
         "\"{}\";r={}",
         policy.item_name(decision.limit_index),
         decision.remaining
     );
-    if decision.reset_after != std::time::Duration::MAX {
-        let _ = write!(out, ";t={}", ceil_secs(decision.reset_after));
+    let more = policy
+        .limits()
+        .get(decision.limit_index)
+        .and_then(|limit| more_after(limit, decision));
+    if let Some(more) = more {
+        let _ = write!(out, ";t={}", ceil_secs(more).max(1));
     }
     out
+}
+
+/// Time until the limit admits one more unit than `decision.remaining`, or `None` when it
+/// is already full (nothing more will come).
+pub fn more_after(limit: &Limit, decision: &Decision) -> Option<Duration> {
+    match limit {
+        Limit::Rate(q) => {
+            // For GCRA, `reset_after` is the debt: how far the theoretical arrival time is
+            // ahead of now. One more unit is free once the debt has fallen by enough.
+            if decision.reset_after == Duration::MAX {
+                return None; // never (a credits-style decision)
+            }
+            let debt = u64::try_from(decision.reset_after.as_nanos()).unwrap_or(u64::MAX);
+            if debt == 0 {
+                return None;
+            }
+            let next_free = decision
+                .remaining
+                .saturating_add(1)
+                .saturating_mul(q.interval_ns());
+            let wait = debt.saturating_add(next_free).saturating_sub(q.tau_ns());
+            Some(Duration::from_nanos(wait.max(1)))
+        }
+        Limit::Calendar(_) => (decision.remaining < decision.limit
+            && decision.reset_after != Duration::MAX)
+            .then_some(decision.reset_after),
+    }
 }
 
 /// `Retry-After` in delay-seconds, rounded up and at least 1, for a denial with a known
