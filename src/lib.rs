@@ -71,6 +71,9 @@ pub mod clock;
 pub mod format;
 pub mod guide;
 pub mod hash;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod http;
 pub mod invalidation;
 pub mod keyring;
 pub mod origin;

@@ -12,7 +12,7 @@ use crate::format::KeyHint;
 use crate::format::{KeyId, Prefix};
 use crate::hash::PhcHash;
 use crate::origin::AllowedOrigin;
-use crate::ratelimit::Refill;
+use crate::ratelimit::{KeyLimit, Refill};
 use crate::scope::Scope;
 
 /// Whether a key may be used, apart from its validity window.
@@ -67,9 +67,13 @@ pub struct KeyAttributes {
     /// Periodic top-up of the record's remaining uses, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit_refill: Option<Refill>,
-    /// Name of the rate-limit policy to apply; `None` for the keyring's default.
+    /// Name of the rate-limit policy to apply; `None` for the key type's or keyring's
+    /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_policy: Option<String>,
+    /// The key's own rate limit, applied instead of any named or default policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<KeyLimit>,
     /// Client networks the key may be used from; empty for anywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_networks: Vec<Cidr>,

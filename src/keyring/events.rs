@@ -83,6 +83,17 @@ pub enum AuditEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A key was presented over plain HTTP and refused: it crossed the network in clear,
+    /// so its owner should roll it. The id is as presented (the secret was not checked,
+    /// since the request was refused before verification).
+    SentInClear {
+        /// The presented key's id, when it was well-formed.
+        id: Option<KeyId>,
+        /// The client address.
+        client_ip: Option<IpAddr>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A key's stored hash was upgraded to the current hasher.
     Rehashed {
         /// The key.

@@ -12,7 +12,7 @@ use crate::format::KeyId;
 use crate::keyring::KeyringError;
 use crate::origin::AllowedOrigin;
 use crate::ratelimit::RateLimiter;
-use crate::ratelimit::Refill;
+use crate::ratelimit::{KeyLimit, Refill};
 use crate::record::{KeyAttributes, KeyKind, KeyRecord};
 use crate::scope::{Roles, Scope};
 use crate::store::KeyStore;
@@ -151,6 +151,12 @@ impl IssueRequest {
     /// Name of the rate-limit policy to apply.
     pub fn rate_limit_policy(mut self, name: impl Into<String>) -> Self {
         self.attributes.rate_limit_policy = Some(name.into());
+        self
+    }
+
+    /// The key's own rate limit (instead of a named or default policy).
+    pub fn rate_limit(mut self, limit: KeyLimit) -> Self {
+        self.attributes.rate_limit = Some(limit);
         self
     }
 

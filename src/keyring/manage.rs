@@ -10,7 +10,7 @@ use crate::format::KeyId;
 use crate::keyring::KeyringError;
 use crate::origin::AllowedOrigin;
 use crate::ratelimit::RateLimiter;
-use crate::ratelimit::Refill;
+use crate::ratelimit::{KeyLimit, Refill};
 use crate::record::{Environment, KeyAttributes, KeyRecord, KeyStatus, Revocation};
 use crate::store::StoreError;
 use crate::store::{KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
@@ -109,6 +109,7 @@ pub struct KeyUpdate {
     remaining_uses: Option<Option<u64>>,
     credit_refill: Option<Option<Refill>>,
     rate_limit_policy: Option<Option<String>>,
+    rate_limit: Option<Option<KeyLimit>>,
     allowed_networks: Option<Vec<Cidr>>,
     allowed_origins: Option<Vec<AllowedOrigin>>,
     metadata: Option<serde_json::Value>,
@@ -164,6 +165,11 @@ impl KeyUpdate {
         self.rate_limit_policy = Some(name);
         self
     }
+    /// New own rate limit of the key (`None`: its named or default policy).
+    pub fn rate_limit(mut self, limit: Option<KeyLimit>) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
     /// Replaces the allowed client networks (empty: anywhere).
     pub fn allowed_networks(mut self, networks: impl IntoIterator<Item = Cidr>) -> Self {
         self.allowed_networks = Some(networks.into_iter().collect());
@@ -214,6 +220,9 @@ impl KeyUpdate {
         }
         if let Some(v) = s.rate_limit_policy {
             attributes.rate_limit_policy = v;
+        }
+        if let Some(v) = s.rate_limit {
+            attributes.rate_limit = v;
         }
         if let Some(v) = s.allowed_networks {
             attributes.allowed_networks = v;

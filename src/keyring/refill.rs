@@ -68,6 +68,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                     record: fresh,
                     granted: key.granted.clone(),
                     key_type: key.key_type.clone(),
+                    own_policy: key.own_policy.clone(),
                 };
                 cache.refresh(generation, Arc::new(refreshed));
             }

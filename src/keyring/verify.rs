@@ -141,6 +141,8 @@ pub(crate) struct Authenticated {
     pub(crate) record: KeyRecord,
     pub(crate) granted: ScopeSet,
     pub(crate) key_type: Arc<KeyType>,
+    /// The record's own rate limit as a policy, built once per authentication.
+    pub(crate) own_policy: Option<Arc<Policy>>,
 }
 
 /// A key that passed every check.
@@ -283,7 +285,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
 
         let cost = ctx.cost.unwrap_or(1);
-        let rate_limit = self.charge_rate_limit(record, key_type, cost).await?;
+        let rate_limit = self.charge_rate_limit(&key, key_type, cost).await?;
         let remaining_uses = self.spend_credits(&key, cost, now).await?;
 
         self.note_use(&record.id, now).await;
@@ -380,10 +382,15 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             .inner
             .roles
             .resolve(&record.attributes.scopes, &record.attributes.roles);
+        let own_policy = record
+            .attributes
+            .rate_limit
+            .map(|limit| Arc::new(limit.policy()));
         let key = Arc::new(Authenticated {
             record,
             granted,
             key_type: key_type.clone(),
+            own_policy,
         });
         if let (Some(cache), Some(digest)) = (&self.inner.cache, digest) {
             cache.insert(generation, digest, key.clone(), now);
@@ -395,24 +402,26 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// key's lineage so that rotation hands the budget on instead of resetting it.
     async fn charge_rate_limit(
         &self,
-        record: &KeyRecord,
+        key: &Authenticated,
         key_type: &KeyType,
         cost: u32,
     ) -> Result<Option<(Arc<Policy>, Decision)>, Refusal> {
+        let record = &key.record;
         let named = record
             .attributes
             .rate_limit_policy
             .as_deref()
             .or(key_type.policy());
-        let policy = match named {
-            Some(name) => match self.inner.policies.get(name) {
+        let policy = match (&key.own_policy, named) {
+            (Some(own), _) => own.clone(),
+            (None, Some(name)) => match self.inner.policies.get(name) {
                 Some(policy) => policy.clone(),
                 None => {
                     tracing::debug!(key_id = %record.id, policy = %name, "key names an undefined rate-limit policy");
                     return Err(Refusal::UnknownPolicy);
                 }
             },
-            None => match &self.inner.default_policy {
+            (None, None) => match &self.inner.default_policy {
                 Some(policy) => policy.clone(),
                 None => return Ok(None),
             },
@@ -500,6 +509,31 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             )),
             Err(e) => Err(Refusal::StoreUnavailable(e)),
         }
+    }
+
+    /// Records that `presented` was sent over plain HTTP and refused (an
+    /// [`AuditEvent::SentInClear`] and a rate-limited warning), so its owner can roll it.
+    /// The HTTP layer calls it; nothing is verified or charged.
+    pub fn report_sent_in_clear(&self, presented: &str, client_ip: Option<IpAddr>) {
+        let now = self.inner.clock.now();
+        let id = self
+            .inner
+            .types
+            .parse(presented)
+            .ok()
+            .map(|(parsed, _)| parsed.key_id());
+        if let Some(suppressed) = self.inner.warnings.admit(now.timestamp()) {
+            tracing::warn!(
+                key_id = id.as_ref().map(KeyId::as_str),
+                suppressed,
+                "api key sent over plain http: refused; roll the key"
+            );
+        }
+        self.audit(|| AuditEvent::SentInClear {
+            id,
+            client_ip,
+            at: now,
+        });
     }
 
     /// Refuses a client whose failed-attempt budget is spent (a peek: charges nothing).

@@ -1,0 +1,201 @@
+//! The tower [`Layer`] and [`Service`] that verify a request's key before the inner
+//! service runs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::ORIGIN;
+use http::{HeaderName, Method, Request, Response};
+use tower::{Layer, Service};
+
+use super::auth::KeyAuth;
+use super::response::{Rejection, set_rate_limit_headers};
+use crate::keyring::{VerifiedKey, VerifyContext};
+use crate::scope::Requirement;
+
+const ACCESS_CONTROL_REQUEST_METHOD: HeaderName =
+    HeaderName::from_static("access-control-request-method");
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
+/// Verifies each request's key with its route's requirement and cost, once, before the
+/// inner service: a route layer. Made by [`KeyAuth::layer`] and [`KeyAuth::require`].
+///
+/// On success the [`VerifiedKey`] is in the request's extensions (and is an axum
+/// extractor with feature `axum`), the credential header is removed (unless kept), and the
+/// response carries the key's `RateLimit-Policy` and `RateLimit` fields. On refusal the
+/// inner service is not called. CORS preflights (`OPTIONS` with
+/// `Access-Control-Request-Method`) pass without a key.
+///
+/// Put exactly one on each route, carrying that route's requirement: a request that meets
+/// a second one is answered 500 (it would be verified, and charged, twice).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct KeyAuthLayer {
+    auth: KeyAuth,
+    requirement: Option<Arc<Requirement>>,
+    cost: u32,
+    optional: bool,
+}
+
+impl KeyAuthLayer {
+    pub(crate) fn new(auth: KeyAuth, requirement: Option<Arc<Requirement>>) -> Self {
+        Self {
+            auth,
+            requirement,
+            cost: 1,
+            optional: false,
+        }
+    }
+
+    /// The route's weight against the key's rate limit and uses left (default 1).
+    pub fn cost(mut self, cost: u32) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Requests without any credential pass (with no [`VerifiedKey`]: extract
+    /// `Option<VerifiedKey>`); a credential that is sent must still be valid.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// What a request gets: a verified key, no key (optional routes, preflights), or a
+    /// refusal.
+    async fn authenticate<B>(
+        &self,
+        req: &mut Request<B>,
+    ) -> Result<Option<VerifiedKey>, Rejection> {
+        if req.method() == Method::OPTIONS
+            && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return Ok(None);
+        }
+        if req.extensions().get::<VerifiedKey>().is_some() {
+            self.auth.warn_misconfigured(req);
+            return Err(Rejection::Misconfigured);
+        }
+        let inner = &self.auth.inner;
+        let presented = inner
+            .sources
+            .extract(req.headers(), req.uri().query())
+            .map_err(|e| Rejection::InvalidRequest(e.detail()))?;
+        let Some(presented) = presented else {
+            return if self.optional {
+                Ok(None)
+            } else {
+                Err(Rejection::MissingCredential)
+            };
+        };
+        let reached = inner.trust.judge(req).map_err(|_| {
+            Rejection::InvalidRequest("a forwarding header from a trusted proxy is unreadable")
+        })?;
+        if reached.plain_refused {
+            self.auth.sent_in_clear(&presented, reached.client);
+            return Err(Rejection::PlainHttp);
+        }
+        // A browser sends `Origin` on cross-origin requests and `Sec-Fetch-Site` on all; an
+        // origin that is missing but implied reads as `null`, which no allowed origin matches.
+        let origin = match req.headers().get(ORIGIN) {
+            Some(value) => Some(value.to_str().unwrap_or("null")),
+            None => req
+                .headers()
+                .get(SEC_FETCH_SITE)
+                .filter(|site| site.as_bytes() != b"none")
+                .map(|_| "null"),
+        };
+        let mut ctx = VerifyContext::new().cost(self.cost);
+        if let Some(ip) = reached.client {
+            ctx = ctx.client_ip(ip);
+        }
+        if let Some(requirement) = &self.requirement {
+            ctx = ctx.require(requirement);
+        }
+        if let Some(environment) = &inner.environment {
+            ctx = ctx.environment(environment);
+        }
+        if let Some(origin) = origin {
+            ctx = ctx.origin(origin);
+        }
+        let verified = self
+            .auth
+            .verify(&presented, &ctx)
+            .await
+            .map_err(Rejection::Verify)?;
+        drop(ctx);
+        let headers = req.headers_mut();
+        for name in inner.sources.header_names() {
+            if inner.keep_credential {
+                for (header, value) in headers.iter_mut() {
+                    if header == name {
+                        value.set_sensitive(true);
+                    }
+                }
+            } else {
+                headers.remove(name);
+            }
+        }
+        Ok(Some(verified))
+    }
+}
+
+impl<S> Layer<S> for KeyAuthLayer {
+    type Service = KeyAuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyAuthService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of a [`KeyAuthLayer`].
+#[derive(Clone, Debug)]
+pub struct KeyAuthService<S> {
+    inner: S,
+    layer: KeyAuthLayer,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for KeyAuthService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<String> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The service that was polled ready goes into the future; its clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            match layer.authenticate(&mut req).await {
+                Ok(verified) => {
+                    let headers = verified.as_ref().and_then(VerifiedKey::rate_limit_headers);
+                    if let Some(key) = verified {
+                        req.extensions_mut().insert(key);
+                    }
+                    let mut response = inner.call(req).await?;
+                    if let Some(values) = headers
+                        && !response.headers().contains_key(super::response::RATELIMIT)
+                    {
+                        set_rate_limit_headers(&mut response, &values);
+                    }
+                    Ok(response)
+                }
+                Err(rejection) => Ok(layer.auth.respond(&rejection).map(ResBody::from)),
+            }
+        })
+    }
+}

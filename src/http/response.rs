@@ -1,0 +1,262 @@
+//! Refusals as HTTP responses: status, `WWW-Authenticate` (RFC 6750), an
+//! `application/problem+json` body (RFC 9457), `Retry-After` and the `RateLimit` fields.
+//! Nothing in a response echoes the presented key.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use http::{Response, StatusCode};
+
+use crate::keyring::VerifyError;
+use crate::ratelimit::RateLimitHeaders;
+
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The problem type of an exceeded rate limit, from draft-ietf-httpapi-ratelimit-headers.
+pub const QUOTA_EXCEEDED_TYPE: &str =
+    "https://iana.org/assignments/http-problem-types#quota-exceeded";
+
+/// Why the layer refused a request: what a custom response builder
+/// ([`KeyAuthBuilder::rejection`](super::KeyAuthBuilder::rejection)) is given.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No credential was sent (401, a `Bearer` challenge without error).
+    MissingCredential,
+    /// The credential could not be read: two different ones, one that is not visible
+    /// ASCII or longer than any key, or an unreadable forwarding header (400).
+    InvalidRequest(&'static str),
+    /// A key sent over plain HTTP (403): refused, and reported so it can be rolled.
+    PlainHttp,
+    /// The keyring refused the key.
+    Verify(VerifyError),
+    /// Two keymint layers on one route, which would verify (and charge) twice (500).
+    Misconfigured,
+}
+
+impl Rejection {
+    /// The response status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingCredential => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PlainHttp => StatusCode::FORBIDDEN,
+            Self::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Verify(e) => {
+                StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    /// A stable label: [`VerifyError::code`] for refused keys, else `missing_credential`,
+    /// `invalid_request`, `plain_http` or `misconfigured`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingCredential => "missing_credential",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::PlainHttp => "plain_http",
+            Self::Misconfigured => "misconfigured",
+            Self::Verify(e) => e.code(),
+        }
+    }
+}
+
+/// How refusals are answered.
+#[derive(Clone)]
+pub(crate) struct Responses {
+    pub(crate) realm: String,
+    pub(crate) problem_base: String,
+    pub(crate) hide_reasons: bool,
+    pub(crate) retry_unavailable_secs: u64,
+    pub(crate) custom: Option<Arc<CustomRejection>>,
+}
+
+/// A host's own response builder; `None` falls back to the standard response.
+pub(crate) type CustomRejection = dyn Fn(&Rejection) -> Option<Response<String>> + Send + Sync;
+
+impl Default for Responses {
+    fn default() -> Self {
+        Self {
+            realm: "api".into(),
+            problem_base: "urn:keymint:problem:".into(),
+            hide_reasons: false,
+            retry_unavailable_secs: 1,
+            custom: None,
+        }
+    }
+}
+
+impl fmt::Debug for Responses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responses")
+            .field("realm", &self.realm)
+            .field("problem_base", &self.problem_base)
+            .field("hide_reasons", &self.hide_reasons)
+            .field("custom", &self.custom.is_some())
+            .finish()
+    }
+}
+
+/// The RFC 6750 error of a refusal, if it gets a `Bearer` challenge at all.
+enum Challenge {
+    /// No credential: the challenge carries no error.
+    Plain,
+    InvalidRequest,
+    InvalidToken,
+    InsufficientScope(String),
+}
+
+fn title(code: &str) -> &'static str {
+    match code {
+        "missing_credential" => "API key required",
+        "invalid_request" => "Invalid request",
+        "plain_http" => "HTTPS required",
+        "malformed" | "unknown_prefix" | "invalid" => "Invalid API key",
+        "revoked" => "API key revoked",
+        "disabled" => "API key disabled",
+        "expired" => "API key expired",
+        "not_yet_valid" => "API key not yet valid",
+        "wrong_environment" => "Wrong environment",
+        "client_not_allowed" => "Client address not allowed",
+        "origin_not_allowed" => "Origin not allowed",
+        "secret_key_in_browser" => "Secret key used in a browser",
+        "insufficient_scope" => "Insufficient scope",
+        "rate_limited" => "Quota Exceeded",
+        "throttled" => "Too many failed attempts",
+        "usage_exhausted" => "Usage exhausted",
+        "store_unavailable" | "rate_limiter_unavailable" => "Service unavailable",
+        "overloaded" => "Overloaded",
+        _ => "Internal error",
+    }
+}
+
+fn header(value: &str) -> HeaderValue {
+    // Every value built here is ASCII without controls (realm and scopes are validated).
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Sets the `RateLimit-Policy` and `RateLimit` fields (and `Retry-After` when given).
+pub(crate) fn set_rate_limit_headers<B>(response: &mut Response<B>, values: &RateLimitHeaders) {
+    let headers = response.headers_mut();
+    headers.insert(RATELIMIT_POLICY, header(&values.policy));
+    headers.insert(RATELIMIT, header(&values.ratelimit));
+    if let Some(retry) = &values.retry_after {
+        headers.insert(RETRY_AFTER, header(retry));
+    }
+}
+
+impl Responses {
+    pub(crate) fn respond(&self, rejection: &Rejection) -> Response<String> {
+        if let Some(custom) = &self.custom
+            && let Some(response) = custom(rejection)
+        {
+            return response;
+        }
+        self.standard(rejection)
+    }
+
+    /// Whether a 401 for this key tells more than "invalid" (hidden when configured).
+    fn hidden(&self, error: &VerifyError) -> bool {
+        self.hide_reasons
+            && matches!(
+                error,
+                VerifyError::Malformed(_)
+                    | VerifyError::UnknownPrefix
+                    | VerifyError::Revoked
+                    | VerifyError::Disabled
+                    | VerifyError::Expired
+                    | VerifyError::NotYetValid
+                    | VerifyError::WrongEnvironment { .. }
+            )
+    }
+
+    fn standard(&self, rejection: &Rejection) -> Response<String> {
+        let status = rejection.status();
+        let (code, detail) = match rejection {
+            Rejection::Verify(e) if self.hidden(e) => ("invalid", VerifyError::Invalid.to_string()),
+            Rejection::Verify(e) => (e.code(), e.to_string()),
+            Rejection::MissingCredential => (
+                "missing_credential",
+                "send an API key as `Authorization: Bearer <key>`".to_owned(),
+            ),
+            Rejection::InvalidRequest(detail) => ("invalid_request", (*detail).to_owned()),
+            Rejection::PlainHttp => (
+                "plain_http",
+                "API keys must be sent over HTTPS; this key crossed the network in clear and should be rolled"
+                    .to_owned(),
+            ),
+            Rejection::Misconfigured => ("misconfigured", "authentication is misconfigured".to_owned()),
+        };
+        let challenge = match rejection {
+            Rejection::MissingCredential => Some(Challenge::Plain),
+            Rejection::InvalidRequest(_) => Some(Challenge::InvalidRequest),
+            Rejection::Verify(VerifyError::InsufficientScope(missing)) => {
+                let scopes: Vec<&str> = missing.missing().iter().map(|s| s.as_str()).collect();
+                Some(Challenge::InsufficientScope(scopes.join(" ")))
+            }
+            Rejection::Verify(_) if status == StatusCode::UNAUTHORIZED => {
+                Some(Challenge::InvalidToken)
+            }
+            _ => None,
+        };
+        let mut problem = serde_json::json!({
+            "type": format!("{}{code}", self.problem_base),
+            "title": title(code),
+            "status": status.as_u16(),
+            "detail": detail,
+            "code": code,
+        });
+        let rate_limit = match rejection {
+            Rejection::Verify(VerifyError::RateLimited(denial)) => {
+                problem["type"] = QUOTA_EXCEEDED_TYPE.into();
+                problem["violated-policies"] =
+                    serde_json::json!([denial.policy().item_name(denial.decision().limit_index)]);
+                Some(denial.headers())
+            }
+            Rejection::Verify(VerifyError::Throttled(denial)) => Some(denial.headers()),
+            _ => None,
+        };
+        let mut response = Response::new(problem.to_string());
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(challenge) = challenge {
+            let realm = &self.realm;
+            let value = match challenge {
+                Challenge::Plain => format!("Bearer realm=\"{realm}\""),
+                Challenge::InvalidRequest => {
+                    format!("Bearer realm=\"{realm}\", error=\"invalid_request\"")
+                }
+                Challenge::InvalidToken => {
+                    format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")
+                }
+                Challenge::InsufficientScope(scope) => format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\""
+                ),
+            };
+            headers.insert(WWW_AUTHENTICATE, header(&value));
+        }
+        if let Some(values) = &rate_limit {
+            set_rate_limit_headers(&mut response, values);
+        }
+        let retry = match rejection {
+            Rejection::Verify(VerifyError::UsageExhausted) => None,
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                Some(self.retry_unavailable_secs.to_string())
+            }
+            _ => None,
+        };
+        if let Some(retry) = retry {
+            response.headers_mut().insert(RETRY_AFTER, header(&retry));
+        }
+        response
+    }
+}
