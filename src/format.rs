@@ -197,16 +197,5 @@ impl KeyFormatBuilder {
     }
 }
 
-/// Appends the checksum to `body` (`prefix_id_secret`): for tests that need well-formed keys
-/// with chosen contents.
-#[cfg(test)]
-pub(crate) fn seal(body: &str) -> String {
-    let checksum = checksum::encode(body.as_bytes());
-    let mut key = String::with_capacity(body.len() + CHECKSUM_LEN);
-    key.push_str(body);
-    key.extend(checksum.iter().map(|&b| char::from(b)));
-    key
-}
-
 #[cfg(test)]
 mod tests;

@@ -208,6 +208,3 @@ impl<S, L> std::fmt::Debug for Keyring<S, L> {
             .finish_non_exhaustive()
     }
 }
-
-#[cfg(test)]
-mod tests;

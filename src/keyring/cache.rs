@@ -153,11 +153,6 @@ impl VerifiedCache {
         let ttl = self.ttl;
         self.entries.retain(|_, e| now - e.cached_at < ttl);
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
 }
 
 impl std::fmt::Debug for VerifiedCache {

@@ -81,3 +81,23 @@ impl Drop for FlushGuard<'_> {
         self.0.flushing.store(false, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_used_flush_flag_is_released_by_a_panicking_flush() {
+        let tracker = LastUsed::new(TimeDelta::minutes(1));
+        assert!(tracker.try_start_flush());
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = FlushGuard(&tracker);
+            panic!("store exploded");
+        }));
+        assert!(result.is_err());
+        assert!(
+            tracker.try_start_flush(),
+            "a panicking flush must not block later flushes"
+        );
+    }
+}

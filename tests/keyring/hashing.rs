@@ -1,5 +1,6 @@
-//! Hashing: which hasher checks a stored hash, and how much hashing (and store work)
-//! unauthenticated requests can cause, also when their callers give up.
+//! Hashing: which hasher checks a stored hash, how legacy hashes are upgraded, and how much
+//! hashing (and store work) unauthenticated requests can cause, also when their callers
+//! give up.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -8,11 +9,12 @@ use std::time::Duration;
 use keymint::hash::Phc;
 use keymint::testing::{Fault, FaultyStore, StoreOp};
 use keymint::{
-    HashError, HashPolicy, HmacSha256Hasher, KeyFormat, Keyring, MemoryStore, Pepper, PhcHash,
-    SecretHasher, Verdict, VerifyError,
+    Argon2idHasher, AuditEvent, HashError, HashPolicy, HmacSha256Hasher, IssueRequest, KeyFormat,
+    KeyStore, Keyring, MemoryStore, Pepper, PhcHash, SecretHasher, Verdict, VerifyContext,
+    VerifyError,
 };
 
-use crate::support::ctx;
+use crate::support::{Channel, ctx, fast_hashes};
 
 /// HMAC hashing whose verifications wait until the test opens the gate, counting how many
 /// run at once (and the most that ever did).
@@ -127,7 +129,7 @@ async fn cancelled_verifications_keep_their_slot_until_their_hash_finishes() {
 async fn forged_keys_cannot_hold_more_store_lookups_than_the_gate_allows() {
     let store = FaultyStore::new(MemoryStore::new());
     let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
-        .hashes(crate::support::fast_hashes())
+        .hashes(fast_hashes())
         .uncached_concurrency(1, 0)
         .build()
         .unwrap();
@@ -190,4 +192,116 @@ fn hashers_of_one_algorithm_are_chosen_by_pepper_id() {
         policy.verify(b"secret", unknown.as_str()),
         Err(HashError::UnknownPepper(kid)) if kid == "k3"
     ));
+}
+
+/// Waits until `n` verifications are held in the hasher.
+async fn until_running(held: &Held, n: usize) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while held.running() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the verification reached the hasher");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_hash_queue_refuses_instead_of_waiting() {
+    let held = Held::new();
+    let _open = OpenOnDrop(held.clone());
+    let store = MemoryStore::new();
+    let format = KeyFormat::new("sk_test").unwrap();
+    let issuer = Keyring::builder(format.clone(), store.clone())
+        .hashes(HashPolicy::new(held.inner.clone()))
+        .build()
+        .unwrap();
+    let issued = issuer.issue(IssueRequest::new("a", "n")).await.unwrap();
+    // prepare_dummy() hashes, which does not block; verifications do.
+    let keyring = Keyring::builder(format, store)
+        .hashes(HashPolicy::new(held.clone()))
+        .uncached_concurrency(1, 0)
+        .without_cache()
+        .build()
+        .unwrap();
+
+    let first = {
+        let keyring = keyring.clone();
+        let key = issued.key.expose_secret().to_owned();
+        tokio::spawn(async move {
+            keyring
+                .verify(&key, &VerifyContext::new())
+                .await
+                .map(|_| ())
+        })
+    };
+    until_running(&held, 1).await;
+    // The only slot is busy and no one may wait: refused at once, with 503.
+    let err = keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Overloaded), "{err:?}");
+    assert_eq!(err.status_code(), 503);
+    held.open();
+    first.await.unwrap().unwrap();
+    // The slot is free again.
+    keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn legacy_hashes_are_upgraded_on_verify() {
+    let store = MemoryStore::new();
+    let hmac = HmacSha256Hasher::new("k1", Pepper::new([3u8; 32]).unwrap()).unwrap();
+    let format = KeyFormat::new("sk_test").unwrap();
+    let old = Keyring::builder(format.clone(), store.clone())
+        .hashes(HashPolicy::new(hmac.clone()))
+        .build()
+        .unwrap();
+    let issued = old.issue(IssueRequest::new("a", "n")).await.unwrap();
+    assert!(issued.record.hash.as_str().starts_with("$hmac-sha256$"));
+
+    let argon = Argon2idHasher::builder()
+        .m_cost(64)
+        .t_cost(1)
+        .build()
+        .unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let new = Keyring::builder(format, store.clone())
+        .hashes(HashPolicy::new(argon).accept(hmac))
+        .audit(Channel(tx))
+        .build()
+        .unwrap();
+    new.verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    // The rehash runs as a background task: wait for its event.
+    let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("rehash finished");
+    assert_eq!(
+        event,
+        Some(AuditEvent::Rehashed {
+            id: issued.record.id.clone()
+        })
+    );
+    let stored = store.get(&issued.record.id).await.unwrap().unwrap();
+    assert!(
+        stored.hash.as_str().starts_with("$argon2id$"),
+        "hash must be upgraded: {:?}",
+        stored.hash
+    );
+    let secret = issued.key.parsed().expose_secret().as_bytes().to_vec();
+    assert_eq!(
+        fast_hashes().verify(&secret, stored.hash.as_str()).unwrap(),
+        Verdict::Match {
+            needs_rehash: false
+        }
+    );
+    new.invalidate_cached(&issued.record.id);
+    new.verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
 }

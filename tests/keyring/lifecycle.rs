@@ -1,7 +1,11 @@
-//! Lifecycle changes: rotation in particular, which must be all or nothing.
+//! A key's lifecycle through the management API: issue, update, disable, revoke, rotate
+//! (which must be all or nothing), list, and the last-used time.
 
 use keymint::testing::{Fault, StoreOp};
-use keymint::{IssueRequest, KeyRecord, KeyStore, TimeDelta, VerifyError, ratelimit::Refill};
+use keymint::{
+    Clock as _, IssueRequest, KeyFormat, KeyRecord, KeyStatus, KeyStore, KeyUpdate, Keyring,
+    KeyringError, MemoryStore, PageRequest, Scope, TimeDelta, VerifyError, ratelimit::Refill,
+};
 
 use crate::support::{ctx, fixture};
 
@@ -128,4 +132,362 @@ async fn the_grace_period_never_outlives_the_old_keys_expiry() {
             Err(VerifyError::Expired)
         ));
     }
+}
+
+#[tokio::test]
+async fn issue_rejects_bad_requests() {
+    let f = fixture();
+    let now = f.clock.now();
+    for request in [
+        IssueRequest::new("", "n"),
+        IssueRequest::new("a", "bad\nname"),
+        IssueRequest::new("a", "n").expires_at(now),
+        IssueRequest::new("a", "n").expires_in(TimeDelta::seconds(-1)),
+        IssueRequest::new("a", "n")
+            .not_before(now + TimeDelta::hours(2))
+            .expires_in(TimeDelta::hours(1)),
+        IssueRequest::new("a", "n").scopes([""]),
+        IssueRequest::new("a", "n").metadata(serde_json::json!("x".repeat(20_000))),
+    ] {
+        assert!(matches!(
+            f.keyring.issue(request).await,
+            Err(KeyringError::InvalidRequest(_))
+        ));
+    }
+    assert!(f.store.inner().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_scopes_and_unknown_roles_are_rejected_at_issue_and_update() {
+    let f = fixture();
+    for request in [
+        IssueRequest::new("a", "n").scopes(["Users:Read"]),
+        IssueRequest::new("a", "n").scopes(["users::read"]),
+        IssueRequest::new("a", "n").roles(["no_such_role"]),
+    ] {
+        let err = f.keyring.issue(request).await.unwrap_err();
+        assert!(matches!(err, KeyringError::InvalidRequest(_)), "{err:?}");
+    }
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let err = f
+        .keyring
+        .update(&issued.record.id, KeyUpdate::new().roles(["ghost"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KeyringError::InvalidRequest(ref m) if m.contains("ghost")));
+}
+
+#[tokio::test]
+async fn updates_apply_and_invalidate_the_cache() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    assert!(
+        f.keyring
+            .verify(key, &ctx())
+            .await
+            .unwrap()
+            .record()
+            .attributes
+            .scopes
+            .is_empty()
+    );
+    let updated = f
+        .keyring
+        .update(
+            &issued.record.id,
+            KeyUpdate::new().scopes(["users:read"]).name("renamed"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.attributes.name, "renamed");
+    assert_eq!(
+        f.keyring
+            .verify(key, &ctx())
+            .await
+            .unwrap()
+            .record()
+            .attributes
+            .scopes,
+        vec!["users:read".parse::<Scope>().unwrap()]
+    );
+    assert!(matches!(
+        f.keyring
+            .update(&issued.record.id, KeyUpdate::new().scopes([" "]))
+            .await,
+        Err(KeyringError::InvalidRequest(_))
+    ));
+    let unknown = f.keyring.format().generate().unwrap();
+    assert!(matches!(
+        f.keyring.update(unknown.id(), KeyUpdate::new()).await,
+        Err(KeyringError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn disable_and_enable() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    f.keyring.disable(&issued.record.id).await.unwrap();
+    assert!(matches!(
+        f.keyring.verify(key, &ctx()).await,
+        Err(VerifyError::Disabled)
+    ));
+    f.keyring.enable(&issued.record.id).await.unwrap();
+    f.keyring.verify(key, &ctx()).await.unwrap();
+}
+
+#[tokio::test]
+async fn revoked_key_never_verifies_again_even_from_cache() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    let revoked = f.keyring.revoke(&issued.record.id, "leaked").await.unwrap();
+    assert_eq!(revoked.status, KeyStatus::Revoked);
+    assert_eq!(revoked.revocation.as_ref().unwrap().reason, "leaked");
+    assert!(matches!(
+        f.keyring.verify(key, &ctx()).await,
+        Err(VerifyError::Revoked)
+    ));
+    assert!(matches!(
+        f.keyring.enable(&issued.record.id).await,
+        Err(KeyringError::InvalidState(_))
+    ));
+    assert!(matches!(
+        f.keyring.rotate(&issued.record.id, None).await,
+        Err(KeyringError::InvalidState(_))
+    ));
+    assert_eq!(
+        f.bus.published().as_slice(),
+        std::slice::from_ref(&issued.record.id),
+        "revocation must be announced to the fleet"
+    );
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_old_key_for_the_grace_period() {
+    let f = fixture();
+    let old = f
+        .keyring
+        .issue(
+            IssueRequest::new("acct", "deploy")
+                .scopes(["a:b"])
+                .metadata(serde_json::json!({"team": 7})),
+        )
+        .await
+        .unwrap();
+    let new = f
+        .keyring
+        .rotate(&old.record.id, Some(TimeDelta::hours(1)))
+        .await
+        .unwrap();
+    assert_ne!(new.record.id, old.record.id);
+    assert_eq!(
+        (
+            new.record.owner.as_str(),
+            new.record.attributes.scopes.clone(),
+            new.record.attributes.metadata.clone()
+        ),
+        (
+            "acct",
+            vec!["a:b".parse::<Scope>().unwrap()],
+            serde_json::json!({"team": 7})
+        )
+    );
+    f.keyring
+        .verify(old.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    f.keyring
+        .verify(new.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.keyring.rotate(&old.record.id, None).await,
+        Err(KeyringError::InvalidState(_))
+    ));
+    f.clock.advance(TimeDelta::hours(1));
+    assert!(matches!(
+        f.keyring.verify(old.key.expose_secret(), &ctx()).await,
+        Err(VerifyError::Expired)
+    ));
+    f.keyring
+        .verify(new.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.keyring.get(&old.record.id).await.unwrap().successor,
+        Some(new.record.id.clone())
+    );
+}
+
+#[tokio::test]
+async fn rotation_with_default_grace_of_a_day() {
+    let f = fixture();
+    let old = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    f.keyring.rotate(&old.record.id, None).await.unwrap();
+    f.clock
+        .advance(TimeDelta::hours(24) - TimeDelta::seconds(1));
+    f.keyring
+        .verify(old.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    f.clock.advance(TimeDelta::seconds(1));
+    assert!(
+        f.keyring
+            .verify(old.key.expose_secret(), &ctx())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn disabled_keys_cannot_be_rotated_into_active_ones() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    f.keyring.disable(&issued.record.id).await.unwrap();
+    let err = f.keyring.rotate(&issued.record.id, None).await.unwrap_err();
+    assert!(matches!(err, KeyringError::InvalidState(_)), "{err:?}");
+    assert_eq!(
+        f.keyring
+            .list_by_owner("a", &PageRequest::new(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_keys_grace_cannot_be_extended() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    f.keyring
+        .rotate(&issued.record.id, Some(TimeDelta::hours(1)))
+        .await
+        .unwrap();
+    for change in [
+        KeyUpdate::new().expires_at(None),
+        KeyUpdate::new().expires_at(Some(f.clock.now() + TimeDelta::days(9))),
+    ] {
+        assert!(matches!(
+            f.keyring.update(&issued.record.id, change).await,
+            Err(KeyringError::InvalidState(_))
+        ));
+    }
+    f.keyring
+        .update(
+            &issued.record.id,
+            KeyUpdate::new().expires_at(Some(f.clock.now() + TimeDelta::minutes(5))),
+        )
+        .await
+        .unwrap();
+    let err = f
+        .keyring
+        .update(
+            &issued.record.id,
+            KeyUpdate::new().not_before(Some(f.clock.now() + TimeDelta::hours(2))),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KeyringError::InvalidRequest(_)));
+}
+
+#[tokio::test]
+async fn extreme_durations_are_errors_not_panics() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    assert!(matches!(
+        f.keyring
+            .rotate(&issued.record.id, Some(TimeDelta::MAX))
+            .await,
+        Err(KeyringError::InvalidRequest(_))
+    ));
+    f.keyring
+        .expiring_within(TimeDelta::MAX, &PageRequest::new(10))
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.keyring
+            .issue(IssueRequest::new("a", "n").expires_in(TimeDelta::MAX))
+            .await,
+        Err(KeyringError::InvalidRequest(_))
+    ));
+    let build = Keyring::builder(KeyFormat::new("a").unwrap(), MemoryStore::new())
+        .rotation_grace(TimeDelta::MAX)
+        .build();
+    assert!(matches!(build, Err(KeyringError::Config(_))));
+}
+
+#[tokio::test]
+async fn listings() {
+    let f = fixture();
+    for i in 0..3 {
+        f.keyring
+            .issue(IssueRequest::new("owner_x", format!("k{i}")).expires_in(TimeDelta::days(i + 1)))
+            .await
+            .unwrap();
+    }
+    f.keyring
+        .issue(IssueRequest::new("owner_y", "other"))
+        .await
+        .unwrap();
+    let page = f
+        .keyring
+        .list_by_owner("owner_x", &PageRequest::new(10))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3);
+    let soon = f
+        .keyring
+        .expiring_within(TimeDelta::hours(36), &PageRequest::new(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        soon.items
+            .iter()
+            .map(|r| r.attributes.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["k0"]
+    );
+}
+
+#[tokio::test]
+async fn last_used_is_debounced_and_batched() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    for _ in 0..5 {
+        f.keyring.verify(key, &ctx()).await.unwrap();
+    }
+    f.keyring.flush_last_used().await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(f.store.calls(StoreOp::RecordLastUsed), 1);
+    let first = f.clock.now();
+    assert_eq!(
+        f.keyring.get(&issued.record.id).await.unwrap().last_used_at,
+        Some(first)
+    );
+
+    f.clock.advance(TimeDelta::seconds(59));
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    f.keyring.flush_last_used().await.unwrap();
+    assert_eq!(
+        f.store.calls(StoreOp::RecordLastUsed),
+        1,
+        "within the debounce interval: no write"
+    );
+
+    f.clock.advance(TimeDelta::seconds(1));
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    f.keyring.flush_last_used().await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(f.store.calls(StoreOp::RecordLastUsed), 2);
+    assert_eq!(
+        f.keyring.get(&issued.record.id).await.unwrap().last_used_at,
+        Some(f.clock.now())
+    );
 }

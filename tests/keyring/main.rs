@@ -5,9 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cache;
 mod credits;
 mod hashing;
 mod lifecycle;
+mod races;
 mod rate_limits;
 mod support;
 mod verify;

@@ -3,11 +3,38 @@
 use std::num::NonZeroU32;
 
 use keymint::ratelimit::{CalendarQuota, MemoryLimiter, Policy};
+use keymint::testing::{FaultyStore, StoreOp};
 use keymint::{
-    IssueRequest, KeyFormat, Keyring, ManualClock, MemoryStore, TimeDelta, Utc, VerifyError,
+    IssueRequest, KeyFormat, KeyUpdate, Keyring, KeyringBuilder, KeyringError, ManualClock,
+    MemoryStore, Quota, Requirement, TimeDelta, Utc, VerifyContext, VerifyError,
 };
 
-use crate::support::{ctx, fast_hashes};
+use crate::support::{Store, ctx, fast_hashes, wrong_secret};
+
+type Limited = Keyring<Store, MemoryLimiter<ManualClock>>;
+
+fn per_minute(name: &str, n: u32) -> Policy {
+    Policy::single(name, Quota::per_minute(NonZeroU32::new(n).unwrap())).unwrap()
+}
+
+/// A keyring on a manual clock with two policies, `default` (2 a minute, the default) and
+/// `generous` (100 a minute).
+fn limited(
+    configure: impl FnOnce(
+        KeyringBuilder<Store, MemoryLimiter<ManualClock>>,
+    ) -> KeyringBuilder<Store, MemoryLimiter<ManualClock>>,
+) -> (Limited, Store, ManualClock) {
+    let store = FaultyStore::new(MemoryStore::new());
+    let clock = ManualClock::default();
+    let builder = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+        .hashes(fast_hashes())
+        .clock(clock.clone())
+        .rate_limiter(MemoryLimiter::with_clock(clock.clone()))
+        .policy(per_minute("default", 2))
+        .policy(per_minute("generous", 100))
+        .default_policy("default");
+    (configure(builder).build().unwrap(), store, clock)
+}
 
 #[tokio::test]
 async fn rotation_hands_the_rate_limit_budget_on_instead_of_resetting_it() {
@@ -82,7 +109,6 @@ async fn the_default_limiter_follows_the_keyrings_clock() {
 
 #[test]
 fn configuration_errors_name_the_setting() {
-    use keymint::KeyringError;
     use keymint::keyring::ConfigError;
     type Builder = keymint::KeyringBuilder<MemoryStore>;
     type Case = (fn(Builder) -> Builder, ConfigError);
@@ -119,4 +145,165 @@ fn configuration_errors_name_the_setting() {
             other => panic!("expected {expected:?}, got {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn default_policy_limits_keys_and_reports_retry_after() {
+    let (keyring, _, clock) = limited(|b| b);
+    let issued = keyring
+        .issue(IssueRequest::new("a", "n").remaining_uses(10))
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    let first = keyring.verify(key, &ctx()).await.unwrap();
+    assert_eq!(first.rate_limit().map(|d| d.remaining), Some(1));
+    let headers = first.rate_limit_headers().unwrap();
+    assert_eq!(headers.policy, r#""default";q=2;w=60"#);
+    keyring.verify(key, &ctx()).await.unwrap();
+
+    let err = keyring.verify(key, &ctx()).await.unwrap_err();
+    let VerifyError::RateLimited(denial) = &err else {
+        panic!("expected rate limited, got {err:?}")
+    };
+    assert_eq!(err.status_code(), 429);
+    assert_eq!(
+        denial.retry_after(),
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(
+        err.rate_limit_headers().unwrap().retry_after.as_deref(),
+        Some("30")
+    );
+    assert_eq!(
+        keyring.get(&issued.record.id).await.unwrap().remaining_uses,
+        Some(8),
+        "a rate-limited request must not spend a use"
+    );
+
+    clock.advance(TimeDelta::seconds(30));
+    keyring.verify(key, &ctx()).await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_may_name_their_own_policy_and_cost() {
+    let (keyring, _, _) = limited(|b| b);
+    let issued = keyring
+        .issue(IssueRequest::new("a", "n").rate_limit_policy("generous"))
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    let d = keyring
+        .verify(key, &VerifyContext::new().cost(10))
+        .await
+        .unwrap();
+    assert_eq!(d.rate_limit().map(|d| d.remaining), Some(90));
+    let peek = keyring
+        .verify(key, &VerifyContext::new().cost(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        peek.rate_limit().map(|d| d.remaining),
+        Some(90),
+        "cost 0 must not charge"
+    );
+    assert!(matches!(
+        keyring
+            .issue(IssueRequest::new("a", "n").rate_limit_policy("nope"))
+            .await,
+        Err(KeyringError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        keyring
+            .update(
+                &issued.record.id,
+                KeyUpdate::new().rate_limit_policy(Some("nope".into()))
+            )
+            .await,
+        Err(KeyringError::InvalidRequest(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_request_denied_for_scope_is_not_charged_to_the_rate_limit() {
+    let (keyring, _, _) = limited(|b| b);
+    let issued = keyring
+        .issue(IssueRequest::new("a", "n").scopes(["users:read"]))
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    let admin: Requirement = "admin:*".parse().unwrap();
+    for _ in 0..5 {
+        let err = keyring
+            .verify(key, &VerifyContext::new().require(&admin))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VerifyError::InsufficientScope(_)));
+    }
+    keyring.verify(key, &ctx()).await.unwrap();
+    keyring.verify(key, &ctx()).await.unwrap();
+}
+
+#[tokio::test]
+async fn failed_attempts_are_throttled_per_client_before_any_lookup() {
+    let (keyring, store, clock) = limited(|b| b.failed_attempt_throttle(per_minute("failures", 3)));
+    let issued = keyring
+        .issue(IssueRequest::new("a", "n").rate_limit_policy("generous"))
+        .await
+        .unwrap();
+    let uncached = keyring
+        .issue(IssueRequest::new("a", "second").rate_limit_policy("generous"))
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    let attacker = VerifyContext::new().client_ip("198.51.100.7".parse().unwrap());
+    let neighbour = VerifyContext::new().client_ip("198.51.100.8".parse().unwrap());
+
+    let wrong = wrong_secret(key);
+    assert!(matches!(
+        keyring.verify(&wrong, &attacker).await,
+        Err(VerifyError::Invalid)
+    ));
+    assert!(matches!(
+        keyring.verify("garbage", &attacker).await,
+        Err(VerifyError::Malformed(_))
+    ));
+    // Successful verifications from the same address are not failures.
+    keyring.verify(key, &attacker).await.unwrap();
+
+    let unknown = keyring.format().generate().unwrap();
+    assert!(matches!(
+        keyring.verify(unknown.expose_secret(), &attacker).await,
+        Err(VerifyError::Invalid)
+    ));
+    let reads = store.calls(StoreOp::Get);
+    let err = keyring
+        .verify(uncached.key.expose_secret(), &attacker)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Throttled(_)), "{err:?}");
+    assert_eq!(err.status_code(), 429);
+    assert_eq!(
+        store.calls(StoreOp::Get),
+        reads,
+        "a throttled client must not reach the store"
+    );
+    // A key already in the cache costs no lookup and no hash: it passes the throttle,
+    // so one attacker behind a shared address cannot lock verified keys out.
+    keyring.verify(key, &attacker).await.unwrap();
+    assert_eq!(store.calls(StoreOp::Get), reads);
+    keyring
+        .verify(uncached.key.expose_secret(), &neighbour)
+        .await
+        .unwrap();
+
+    clock.advance(TimeDelta::seconds(20));
+    keyring.verify(key, &attacker).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_undefined_default_policy_is_a_configuration_error() {
+    let result = Keyring::builder(KeyFormat::new("a").unwrap(), MemoryStore::new())
+        .default_policy("missing")
+        .build();
+    assert!(matches!(result, Err(KeyringError::Config(_))));
 }

@@ -1,12 +1,12 @@
 //! What the keyring tests share: a keyring on a fault-injecting memory store with a manual
-//! clock, fast hashing and an audit recorder.
+//! clock, fast hashing, an audit recorder and a cache-invalidation recorder.
 
 use std::sync::{Arc, Mutex};
 
 use keymint::testing::FaultyStore;
 use keymint::{
-    Argon2idHasher, AuditEvent, AuditSink, FailureReason, HashPolicy, KeyFormat, Keyring,
-    KeyringBuilder, ManualClock, MemoryStore, VerifyContext,
+    Argon2idHasher, AuditEvent, AuditSink, CacheInvalidation, FailureReason, HashPolicy, KeyFormat,
+    KeyId, Keyring, KeyringBuilder, ManualClock, MemoryStore, VerifyContext,
 };
 
 #[path = "../support/format_reference.rs"]
@@ -51,6 +51,38 @@ impl Recorder {
             })
             .collect()
     }
+
+    /// Every event so far, in order.
+    pub(crate) fn events(&self) -> Vec<AuditEvent> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+}
+
+/// Audit events, sent to a channel for tests that wait for one (a background task's).
+#[derive(Debug)]
+pub(crate) struct Channel(pub(crate) tokio::sync::mpsc::UnboundedSender<AuditEvent>);
+
+impl AuditSink for Channel {
+    fn record(&self, event: &AuditEvent) {
+        let _ = self.0.send(event.clone());
+    }
+}
+
+/// The ids announced on the fleet's cache-invalidation channel, in order.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Bus(Arc<Mutex<Vec<KeyId>>>);
+
+impl CacheInvalidation for Bus {
+    fn publish(&self, id: &KeyId) {
+        self.0.lock().expect("not poisoned").push(id.clone());
+    }
+}
+
+impl Bus {
+    /// Every id published so far, in order.
+    pub(crate) fn published(&self) -> Vec<KeyId> {
+        self.0.lock().expect("not poisoned").clone()
+    }
 }
 
 pub(crate) struct Fixture {
@@ -58,9 +90,11 @@ pub(crate) struct Fixture {
     pub(crate) store: Store,
     pub(crate) clock: ManualClock,
     pub(crate) audit: Recorder,
+    pub(crate) bus: Bus,
 }
 
-/// A `sk_test` keyring with defaults but fast hashes, a manual clock and an audit recorder.
+/// A `sk_test` keyring with defaults but fast hashes, a manual clock, an audit recorder and
+/// an invalidation recorder.
 pub(crate) fn fixture() -> Fixture {
     fixture_with(|b| b)
 }
@@ -71,19 +105,22 @@ pub(crate) fn fixture_with(
     let store = FaultyStore::new(MemoryStore::new());
     let clock = ManualClock::default();
     let audit = Recorder::default();
+    let bus = Bus::default();
     let builder = Keyring::builder(
         KeyFormat::new("sk_test").expect("valid prefix"),
         store.clone(),
     )
     .hashes(fast_hashes())
     .clock(clock.clone())
-    .audit(audit.clone());
+    .audit(audit.clone())
+    .invalidation(bus.clone());
     let keyring = configure(builder).build().expect("valid configuration");
     Fixture {
         keyring,
         store,
         clock,
         audit,
+        bus,
     }
 }
 

@@ -4,11 +4,14 @@ use std::sync::{Arc, Mutex};
 
 use keymint::testing::StoreOp;
 use keymint::{
-    FailureReason, IssueRequest, KeyFormat, Keyring, ManualClock, MemoryStore, VerifyError,
+    FailureReason, IssueRequest, KeyFormat, KeyStore, Keyring, KeyringError, ManualClock,
+    MemoryStore, PhcHash, Requirement, Roles, Scope, VerifyContext, VerifyError,
 };
 use tracing::{Level, Metadata, Subscriber};
 
-use crate::support::{Recorder, ctx, fast_hashes, fixture, with_prefix, wrong_secret};
+use crate::support::{
+    Recorder, ctx, fast_hashes, fixture, fixture_with, with_prefix, wrong_secret,
+};
 
 #[tokio::test]
 async fn a_key_moved_to_another_prefix_is_refused_like_a_wrong_secret() {
@@ -211,4 +214,196 @@ async fn verify_and_management_futures_can_be_spawned() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn wrong_secret_and_unknown_id_are_the_same_error_to_callers() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret();
+    f.keyring.verify(key, &ctx()).await.unwrap(); // cached now: a wrong secret must still miss
+
+    let wrong = wrong_secret(key);
+    assert!(f.keyring.format().parse(&wrong).is_ok());
+    let e1 = f.keyring.verify(&wrong, &ctx()).await.unwrap_err();
+    let unknown = f.keyring.format().generate().unwrap();
+    let e2 = f
+        .keyring
+        .verify(unknown.expose_secret(), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(e1, VerifyError::Invalid) && matches!(e2, VerifyError::Invalid));
+    assert_eq!(e1.to_string(), e2.to_string());
+    assert_eq!(e1.status_code(), 401);
+    assert_eq!(
+        f.audit.failures(),
+        vec![FailureReason::WrongSecret, FailureReason::NotFound]
+    );
+}
+
+#[tokio::test]
+async fn garbage_never_reaches_the_store() {
+    let f = fixture();
+    let other_prefix = KeyFormat::new("pk_test").unwrap().generate().unwrap();
+    let cases = [
+        "",
+        "hello",
+        "sk_test_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB000000",
+        other_prefix.expose_secret(),
+    ];
+    for presented in cases {
+        let err = f.keyring.verify(presented, &ctx()).await.unwrap_err();
+        assert_eq!(err.status_code(), 401);
+    }
+    assert!(matches!(
+        f.keyring.verify(other_prefix.expose_secret(), &ctx()).await,
+        Err(VerifyError::UnknownPrefix)
+    ));
+    assert_eq!(f.store.calls(StoreOp::Get), 0);
+}
+
+#[tokio::test]
+async fn client_address_allowlist() {
+    let f = fixture();
+    let issued = f
+        .keyring
+        .issue(IssueRequest::new("a", "n").allowed_networks([
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]))
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+    let from = |ip: &str| VerifyContext::new().client_ip(ip.parse().unwrap());
+    f.keyring.verify(key, &from("10.1.2.3")).await.unwrap();
+    f.keyring.verify(key, &from("2001:db8::5")).await.unwrap();
+    let denied = f
+        .keyring
+        .verify(key, &from("192.168.1.1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(denied, VerifyError::ClientNotAllowed));
+    assert_eq!(denied.status_code(), 403);
+    assert!(
+        matches!(
+            f.keyring.verify(key, &ctx()).await,
+            Err(VerifyError::ClientNotAllowed)
+        ),
+        "unknown client address must fail closed"
+    );
+}
+
+#[tokio::test]
+async fn store_failure_fails_closed() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    f.store.set_down(true);
+    let err = f
+        .keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::StoreUnavailable(_)));
+    assert_eq!(err.status_code(), 503);
+    assert!(matches!(
+        f.keyring.issue(IssueRequest::new("a", "n")).await,
+        Err(KeyringError::Store(_))
+    ));
+}
+
+#[tokio::test]
+async fn corrupt_stored_hash_fails_closed() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let mut record = issued.record.clone();
+    record.hash =
+        PhcHash::new("$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
+            .unwrap();
+    f.store.inner().update(&record).await.unwrap();
+    let err = f
+        .keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Internal(_)));
+}
+
+#[tokio::test]
+async fn nothing_printable_contains_the_secret() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let secret = issued.key.parsed().expose_secret().to_owned();
+    let verified = f
+        .keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    let wrong = wrong_secret(issued.key.expose_secret());
+    let err = f.keyring.verify(&wrong, &ctx()).await.unwrap_err();
+    let shown = [
+        format!("{issued:?}"),
+        format!("{verified:?}"),
+        format!("{err} {err:?}"),
+        format!("{:?}", f.keyring),
+        format!("{:?}", f.audit.events()),
+        serde_json::to_string(&issued.record).unwrap(),
+    ];
+    for s in shown {
+        assert!(!s.contains(&secret), "{s}");
+    }
+}
+
+#[tokio::test]
+async fn scopes_and_roles_are_enforced_after_authentication() {
+    let roles = Roles::new()
+        .with_role("billing_admin", ["billing:*".parse::<Scope>().unwrap()])
+        .unwrap();
+    let f = fixture_with(|b| b.roles(roles));
+    let issued = f
+        .keyring
+        .issue(
+            IssueRequest::new("a", "n")
+                .scopes(["users:read"])
+                .roles(["billing_admin"])
+                .remaining_uses(5),
+        )
+        .await
+        .unwrap();
+    let key = issued.key.expose_secret();
+
+    let ok: Requirement = "users:read and billing:refunds:write".parse().unwrap();
+    let verified = f
+        .keyring
+        .verify(key, &VerifyContext::new().require(&ok))
+        .await
+        .unwrap();
+    assert!(
+        verified
+            .scopes()
+            .covers(&"billing:invoices:read".parse().unwrap())
+    );
+    assert_eq!(verified.remaining_uses(), Some(4));
+
+    let needs_admin: Requirement = "users:read and admin:*".parse().unwrap();
+    let err = f
+        .keyring
+        .verify(key, &VerifyContext::new().require(&needs_admin))
+        .await
+        .unwrap_err();
+    match &err {
+        VerifyError::InsufficientScope(missing) => {
+            assert_eq!(missing.missing(), &["admin:*".parse::<Scope>().unwrap()]);
+        }
+        other => panic!("expected insufficient scope, got {other:?}"),
+    }
+    assert_eq!(err.status_code(), 403);
+    assert_eq!(
+        f.keyring
+            .get(&issued.record.id)
+            .await
+            .unwrap()
+            .remaining_uses,
+        Some(4),
+        "a request denied for scope must not spend a use"
+    );
 }

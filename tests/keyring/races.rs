@@ -1,0 +1,67 @@
+//! Changes that land while a verification or a rotation is in flight: the later change
+//! wins, and nothing cached or written by the earlier operation undoes it.
+
+use keymint::testing::{Fault, StoreOp};
+use keymint::{IssueRequest, KeyStatus, KeyringError, PageRequest, VerifyContext, VerifyError};
+
+use crate::support::{ctx, fixture};
+
+#[tokio::test]
+async fn a_revocation_during_a_verification_is_not_undone_by_the_cache() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret().to_owned();
+
+    f.store.inject(StoreOp::Get, Fault::Pause);
+    let racing = {
+        let keyring = f.keyring.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            keyring
+                .verify(&key, &VerifyContext::new())
+                .await
+                .map(|_| ())
+        })
+    };
+    f.store.wait_paused().await; // the verification holds the pre-revocation record
+    f.keyring.revoke(&issued.record.id, "leaked").await.unwrap();
+    f.store.release();
+    // The in-flight verification may succeed (it began before the revocation)...
+    let _ = racing.await.unwrap();
+    // ...but nothing it cached may outlive the revocation.
+    assert!(matches!(
+        f.keyring.verify(&key, &ctx()).await,
+        Err(VerifyError::Revoked)
+    ));
+}
+
+#[tokio::test]
+async fn a_revocation_during_rotation_wins() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+
+    f.store.inject(StoreOp::Insert, Fault::Pause);
+    let rotation = {
+        let keyring = f.keyring.clone();
+        let id = issued.record.id.clone();
+        tokio::spawn(async move { keyring.rotate(&id, None).await.map(|k| k.record.id) })
+    };
+    f.store.wait_paused().await; // the successor is stored, not yet linked
+    f.keyring.revoke(&issued.record.id, "leaked").await.unwrap();
+    f.store.release();
+    let err = rotation.await.unwrap().unwrap_err();
+    assert!(matches!(err, KeyringError::InvalidState(_)), "{err:?}");
+    let page = f
+        .keyring
+        .list_by_owner("a", &PageRequest::new(10))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    for record in page.items {
+        assert_eq!(
+            record.status,
+            KeyStatus::Revoked,
+            "no key may survive: {record:?}"
+        );
+    }
+}
