@@ -39,7 +39,7 @@ mod limiter_kit;
 mod store_kit;
 
 pub use faulty_store::{Fault, FaultyStore, StoreOp};
-pub use store_kit::{run_store_conformance, sample_record};
+pub use store_kit::{full_record, run_store_conformance, sample_record};
 
 /// The checks behind the macros, one function per guarantee, for hosts that prefer to
 /// call them from tests of their own.

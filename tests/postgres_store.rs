@@ -329,3 +329,57 @@ async fn a_held_table_lock_fails_lookups_closed_within_the_bound() {
     tx.rollback().await.unwrap();
     assert_eq!(store.get(&record.id).await.unwrap(), Some(record));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+async fn a_write_reported_failed_never_commits_later() {
+    // The client's bound runs out while the statement still waits for a row lock (part of
+    // the budget went to waiting for a connection): the write must be rolled back, not
+    // committed once the lock is released.
+    let (store, admin) = locked_fixture("latecommit").await;
+    let table = store.table_name().to_owned();
+    let mut record = keymint::testing::sample_record("owner-late");
+    record.remaining_uses = Some(10);
+    store.insert(&record).await.unwrap();
+
+    let mut tx = admin.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(record.id.as_str())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    // Every connection of the store's pool busy for 400 ms.
+    let mut held = Vec::new();
+    while held.len() < 10 {
+        match tokio::time::timeout(Duration::from_millis(200), store.pool().acquire()).await {
+            Ok(Ok(conn)) => held.push(conn),
+            _ => break,
+        }
+    }
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        drop(held);
+    });
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.decrement_remaining(&record.id, 1),
+    )
+    .await
+    .expect("bounded");
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    release.await.unwrap();
+    tx.rollback().await.unwrap();
+    // Whatever the abandoned statement did once the lock went, it did not commit.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored = store.get(&record.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.remaining_uses,
+        Some(10),
+        "a refused decrement spent a use later"
+    );
+}

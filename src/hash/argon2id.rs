@@ -193,17 +193,15 @@ mod speed {
         })
     }
 
-    /// Warns once: through `tracing` when the host installed a subscriber, else on stderr
-    /// (never stdout, which may carry a program's output).
+    /// Warns once, on stderr (never stdout, which may carry a program's output) and as a
+    /// `tracing` warning: a subscriber's filter could drop the latter, and this is worth
+    /// seeing once.
     pub(super) fn report(m_kib: u32, t: u32, elapsed: Duration) {
         let Some(message) = warning(m_kib, t, elapsed) else {
             return;
         };
-        if tracing::dispatcher::has_been_set() {
-            tracing::warn!("{message}");
-        } else {
-            eprintln!("{message}");
-        }
+        eprintln!("{message}");
+        tracing::warn!("{message}");
     }
 
     #[cfg(test)]

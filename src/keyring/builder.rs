@@ -233,7 +233,9 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
     /// that a flood of them can take. A place is held until the hash it admitted has
     /// finished, also when the caller gives up waiting. Keep `concurrency` below your
     /// store's connection pool size, so that uncached verifications can never take every
-    /// connection from the rest of the keyring (credits, updates).
+    /// connection from the rest of the keyring (credits, updates). Without the `tokio`
+    /// feature hashing runs in place on the caller and only the total
+    /// `concurrency + max_waiting` is bounded.
     pub fn uncached_concurrency(mut self, concurrency: usize, max_waiting: usize) -> Self {
         self.config.uncached_concurrency = Some((concurrency, max_waiting));
         self

@@ -172,6 +172,13 @@ pub enum KeyringError {
     /// The operation is not possible in the key's state (for example enabling a revoked key).
     #[error("operation not allowed: {0}")]
     InvalidState(&'static str),
+    /// The write that links an old key to its rotation successor failed without a definite
+    /// answer (its reply was lost and the store could not be read back). The successor is
+    /// kept, not revoked, and returned here so its key is not lost: settle it with
+    /// [`Keyring::confirm_rotation`](crate::Keyring::confirm_rotation) once the store
+    /// answers.
+    #[error("the rotation may or may not have completed: confirm it once the store answers")]
+    RotationUnconfirmed(std::sync::Arc<crate::keyring::IssuedKey>),
     /// Concurrent writers kept changing the record; gave up after several attempts.
     #[error("gave up after repeated concurrent updates")]
     Contention,

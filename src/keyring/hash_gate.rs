@@ -23,6 +23,24 @@ where
     Ok(work())
 }
 
+/// Runs `work` as a task of its own when a tokio runtime is available, and waits for it:
+/// if the caller stops waiting, the task still runs to its end (holding whatever it owns,
+/// such as a [`Slot`]). Without a runtime it runs in place.
+pub(crate) async fn run_detached<T, F>(work: F) -> Result<T, HashError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    #[cfg(feature = "tokio")]
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        return handle
+            .spawn(work)
+            .await
+            .map_err(|_| HashError::Backend("verification task failed"));
+    }
+    Ok(work.await)
+}
+
 /// Spawns `task` in the background when a tokio runtime is available; otherwise awaits it
 /// in place. For best-effort writes (rehash, last-used) that must not fail a request.
 pub(crate) async fn spawn_or_run<F>(task: F)

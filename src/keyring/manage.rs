@@ -1,5 +1,7 @@
 //! Lifecycle changes: revoke, disable, enable, update, rotate, and listings.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::issue::{RecordTemplate, check_text, parse_scopes};
@@ -247,7 +249,34 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             .store
             .get(id)
             .await?
+            // A record of none of this keyring's types (another keyring's, on a shared
+            // table) is not this keyring's to show or manage.
+            .filter(|r| self.inner.types.get(r.prefix.as_str()).is_some())
             .ok_or(KeyringError::NotFound)
+    }
+
+    /// Settles a rotation that ended in [`KeyringError::RotationUnconfirmed`]: reads the
+    /// old key and answers `true` if `successor` is linked to it (hand its key out), or
+    /// `false` after revoking `successor` if it is not (the old key is untouched; rotate
+    /// again).
+    ///
+    /// # Errors
+    /// A store failure (the outcome is still unknown: try again later).
+    pub async fn confirm_rotation(
+        &self,
+        old: &KeyId,
+        successor: &IssuedKey,
+    ) -> Result<bool, KeyringError> {
+        let stored = self.get(old).await?;
+        if stored.successor.as_ref() == Some(&successor.record.id) {
+            return Ok(true);
+        }
+        self.revoke(
+            &successor.record.id,
+            "rotation of its predecessor did not complete",
+        )
+        .await?;
+        Ok(false)
     }
 
     /// Read-modify-write with optimistic concurrency, retried on version conflicts.
@@ -512,15 +541,21 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 }
                 Err(StoreError::Conflict) => {}
                 Err(e) => {
-                    // The write may have landed before the error (a lost reply): only an
-                    // old record that is known not to be linked lets the successor go.
-                    if let Ok(Some(now_stored)) = self.inner.store.get(id).await {
-                        if now_stored.successor.as_ref() == Some(&new_id) {
-                            return Ok(issued);
+                    // The write may have landed before the error (a lost reply). A read
+                    // that shows the old record linked means it did; one that shows it
+                    // linked to nothing (or another key) means it did not, and the
+                    // successor goes. Without an answer the outcome is unknown, and the
+                    // successor's key is handed back rather than lost.
+                    return match self.inner.store.get(id).await {
+                        Ok(Some(stored)) if stored.successor.as_ref() == Some(&new_id) => {
+                            Ok(issued)
                         }
-                        self.abandon_successor(&new_id).await;
-                    }
-                    return Err(e.into());
+                        Ok(_) => {
+                            self.abandon_successor(&new_id).await;
+                            Err(e.into())
+                        }
+                        Err(_) => Err(KeyringError::RotationUnconfirmed(Arc::new(issued))),
+                    };
                 }
             }
             // The old key changed meanwhile (a use, a last-used write, an update): re-check
@@ -568,7 +603,8 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
     }
 
-    /// Keys owned by `owner`, a page at a time.
+    /// Keys owned by `owner`, a page at a time (only keys of this keyring's types: a page
+    /// of a table shared with another keyring may come back short).
     ///
     /// # Errors
     /// A store failure.
@@ -577,11 +613,14 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         owner: &str,
         page: &PageRequest,
     ) -> Result<Page, KeyringError> {
-        Ok(self
+        let mut page = self
             .inner
             .store
             .list_by_owner(owner, &clamped(page))
-            .await?)
+            .await?;
+        page.items
+            .retain(|r| self.inner.types.get(r.prefix.as_str()).is_some());
+        Ok(page)
     }
 
     /// Keys owned by `owner` of one key type and/or environment, a page at a time.

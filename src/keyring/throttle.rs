@@ -30,21 +30,39 @@ impl Throttle {
         }
     }
 
-    /// A peek: is this client still allowed to try?
-    pub(crate) fn check(&self, client: Option<IpAddr>) -> Result<(), RateLimitDenial> {
+    /// Reserves one attempt for the client before the expensive path, or refuses a client
+    /// whose budget is spent. Reserving (rather than peeking now and charging after the
+    /// hash) is what keeps a burst of concurrent attempts from all passing at once. The
+    /// reservation stays charged if the attempt fails; [`release`](Self::release) gives
+    /// it back if it succeeds.
+    pub(crate) fn reserve(
+        &self,
+        client: Option<IpAddr>,
+    ) -> Result<Option<String>, RateLimitDenial> {
         let Some(bucket) = self.bucket(client) else {
-            return Ok(());
+            return Ok(None);
         };
-        match self.limiter.check_now(&bucket, &self.policy, 0) {
-            Ok(decision) if !decision.allowed => {
-                Err(RateLimitDenial::new(self.policy.clone(), decision))
-            }
+        match self.limiter.check_now(&bucket, &self.policy, 1) {
+            Ok(decision) if decision.allowed => Ok(Some(bucket)),
+            Ok(decision) => Err(RateLimitDenial::new(self.policy.clone(), decision)),
             // A full table cannot track this client: authentication still applies.
-            _ => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "failed-attempt throttle could not count an attempt");
+                Ok(None)
+            }
         }
     }
 
-    /// Counts one failed attempt against the client.
+    /// Gives back a reservation: the attempt authenticated (or failed for the service's
+    /// own reasons, which are no failed attempt of the client's).
+    pub(crate) fn release(&self, reservation: Option<String>) {
+        if let Some(bucket) = reservation {
+            self.limiter.refund_now(&bucket, &self.policy, 1);
+        }
+    }
+
+    /// Counts one failed attempt against the client (for refusals before the expensive
+    /// path, which reserved nothing).
     pub(crate) fn charge(&self, client: Option<IpAddr>) {
         if let Some(bucket) = self.bucket(client)
             && let Err(e) = self.limiter.check_now(&bucket, &self.policy, 1)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
-use super::hash_gate::{GateError, spawn_or_run};
+use super::hash_gate::{GateError, run_blocking, run_detached, spawn_or_run};
 use super::key_type::KeyType;
 use super::refusal::Refusal;
 use super::{AuditEvent, Keyring};
@@ -23,6 +23,33 @@ use crate::store::{Decrement, KeyStore};
 /// Most rotations followed to find the record that holds a lineage's uses: one store read
 /// per rotation since, paid only by metered keys still in their grace period.
 const MAX_CREDIT_HOPS: usize = 32;
+
+/// Step 4: the record belongs to the presented prefix and its key type. The hash covers
+/// only the secret segment, so a key re-prefixed with a recomputed (public) checksum
+/// matches too; checked after the hash, so a moved key costs exactly what a wrong secret
+/// costs. A record issued as another kind, or in another environment, than its prefix's
+/// type says now (a configuration that changed under stored keys) is refused the same way,
+/// rather than trusted as what the configuration claims.
+fn bound_to_type(
+    found: (KeyRecord, Zeroizing<String>, bool),
+    parsed: &ParsedKey<'_>,
+    key_type: &KeyType,
+) -> Result<(KeyRecord, Zeroizing<String>, bool), Refusal> {
+    let record = &found.0;
+    if record.prefix.as_str() != parsed.prefix() {
+        return Err(Refusal::WrongPrefix);
+    }
+    let issued_as_other_kind = record.kind.is_some_and(|kind| kind != key_type.kind());
+    let issued_elsewhere = record.kind.is_some()
+        && record
+            .environment
+            .as_ref()
+            .is_some_and(|env| env != key_type.environment());
+    if issued_as_other_kind || issued_elsewhere {
+        return Err(Refusal::WrongType);
+    }
+    Ok(found)
+}
 
 /// Step 6 for browsers: publishable keys only from their allowed origins (or any, if their
 /// type allows it and they list none); secret and restricted keys not from browsers at all,
@@ -324,57 +351,21 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             }
         }
 
-        self.throttle_check(ctx)?;
-        let slot = self.inner.gate.enter().await.map_err(gate_refusal)?;
-        let id = parsed.key_id();
-        let secret = Zeroizing::new(parsed.expose_secret().to_owned());
-        let stored = self
-            .inner
-            .store
-            .get(&id)
+        let reservation = self.throttle_reserve(ctx)?;
+        let checked = self
+            .lookup_and_check(parsed)
             .await
-            .map_err(Refusal::StoreUnavailable)?;
-        let hashes = self.inner.hashes.clone();
-        let Some(record) = stored else {
-            // Same work as a wrong secret, so timing does not reveal which ids exist.
-            slot.run(move || hashes.verify_dummy(secret.as_bytes()))
-                .await
-                .map_err(gate_refusal)?;
-            return Err(Refusal::NotFound);
-        };
-
-        let stored_hash = record.hash.clone();
-        let check_secret = secret.clone();
-        let verdict = slot
-            .run(move || hashes.verify(check_secret.as_bytes(), stored_hash.as_str()))
-            .await
-            .map_err(gate_refusal)?;
-        let needs_rehash = match verdict {
-            Ok(Verdict::Match { needs_rehash }) => needs_rehash,
-            Ok(Verdict::Mismatch) => return Err(Refusal::WrongSecret),
-            Err(e) => {
-                tracing::debug!(key_id = %id, error = %e, "stored hash could not be checked");
-                return Err(Refusal::Internal(e));
-            }
-        };
-        // The hash covers only the secret segment, so a key re-prefixed with a recomputed
-        // (public) checksum matches too: the record must belong to the presented prefix.
-        // Checked after the hash, so a moved key costs exactly what a wrong secret costs.
-        if record.prefix.as_str() != parsed.prefix() {
-            return Err(Refusal::WrongPrefix);
+            .and_then(|found| bound_to_type(found, parsed, key_type));
+        if checked
+            .as_ref()
+            .err()
+            .is_none_or(|r| !r.is_authentication_failure())
+            && let Some(throttle) = &self.inner.throttle
+        {
+            // The attempt authenticated, or failed for the service's own reasons.
+            throttle.release(reservation);
         }
-        // A record issued as another kind, or in another environment, than its prefix's
-        // type says now (a configuration that changed under stored keys): refused like a
-        // wrong secret, rather than trusted as what the configuration claims.
-        let issued_as_other_kind = record.kind.is_some_and(|kind| kind != key_type.kind());
-        let issued_elsewhere = record.kind.is_some()
-            && record
-                .environment
-                .as_ref()
-                .is_some_and(|env| env != key_type.environment());
-        if issued_as_other_kind || issued_elsewhere {
-            return Err(Refusal::WrongType);
-        }
+        let (record, secret, needs_rehash) = checked?;
         if needs_rehash {
             self.rehash(record.clone(), secret).await;
         }
@@ -396,6 +387,53 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             cache.insert(generation, digest, key.clone(), now);
         }
         Ok(key)
+    }
+
+    /// The store lookup and the constant-time secret check, bounded together by the hash
+    /// gate. They run as one task of their own that owns the gate slot: a caller that stops
+    /// waiting (an HTTP timeout, a client disconnect) frees nothing while the store query or
+    /// the hash still runs.
+    async fn lookup_and_check(
+        &self,
+        parsed: &ParsedKey<'_>,
+    ) -> Result<(KeyRecord, Zeroizing<String>, bool), Refusal> {
+        let slot = self.inner.gate.enter().await.map_err(gate_refusal)?;
+        let keyring = self.clone();
+        let id = parsed.key_id();
+        let secret = Zeroizing::new(parsed.expose_secret().to_owned());
+        let work = async move {
+            let _slot = slot;
+            let hashes = keyring.inner.hashes.clone();
+            let stored = keyring
+                .inner
+                .store
+                .get(&id)
+                .await
+                .map_err(Refusal::StoreUnavailable)?;
+            let Some(record) = stored else {
+                // Same work as a wrong secret, so timing does not reveal which ids exist.
+                let secret = secret.clone();
+                run_blocking(move || hashes.verify_dummy(secret.as_bytes()))
+                    .await
+                    .map_err(Refusal::Internal)?;
+                return Err(Refusal::NotFound);
+            };
+            let stored_hash = record.hash.clone();
+            let check_secret = secret.clone();
+            let verdict =
+                run_blocking(move || hashes.verify(check_secret.as_bytes(), stored_hash.as_str()))
+                    .await
+                    .map_err(Refusal::Internal)?;
+            match verdict {
+                Ok(Verdict::Match { needs_rehash }) => Ok((record, secret, needs_rehash)),
+                Ok(Verdict::Mismatch) => Err(Refusal::WrongSecret),
+                Err(e) => {
+                    tracing::debug!(key_id = %id, error = %e, "stored hash could not be checked");
+                    Err(Refusal::Internal(e))
+                }
+            }
+        };
+        run_detached(work).await.map_err(Refusal::Internal)?
     }
 
     /// Step 7: the key's policy (its own, else the keyring's default), charged to the
@@ -536,11 +574,12 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         });
     }
 
-    /// Refuses a client whose failed-attempt budget is spent (a peek: charges nothing).
-    fn throttle_check(&self, ctx: &VerifyContext<'_>) -> Result<(), Refusal> {
+    /// Reserves one failed attempt of the client's budget before the expensive path, or
+    /// refuses a client whose budget is spent.
+    fn throttle_reserve(&self, ctx: &VerifyContext<'_>) -> Result<Option<String>, Refusal> {
         match &self.inner.throttle {
-            Some(throttle) => throttle.check(ctx.client_ip).map_err(Refusal::Throttled),
-            None => Ok(()),
+            Some(throttle) => throttle.reserve(ctx.client_ip).map_err(Refusal::Throttled),
+            None => Ok(None),
         }
     }
 
@@ -553,7 +592,9 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
     ) -> VerifyError {
-        if refusal.is_authentication_failure()
+        // Refusals before the expensive path are charged here; the expensive path charged
+        // its reservation already.
+        if matches!(refusal, Refusal::Malformed(_) | Refusal::UnknownPrefix)
             && let Some(throttle) = &self.inner.throttle
         {
             throttle.charge(ctx.client_ip);

@@ -224,6 +224,16 @@ impl<C: Clock> MemoryLimiter<C> {
         Ok(settle(merged))
     }
 
+    /// Gives back `cost` that an admitted [`check_now`](Self::check_now) of `key` took
+    /// under `policy` (a reservation that turned out not to be needed).
+    pub(crate) fn refund_now(&self, key: &str, policy: &Policy, cost: u32) {
+        let now = now_ns(&self.clock);
+        for (limit, tag) in policy.limits().iter().zip(policy.tags()) {
+            let slot = self.slot(*tag, limit, key);
+            self.refund(&[slot], std::slice::from_ref(limit), now, cost);
+        }
+    }
+
     /// The fingerprint of (policy tag, key): a seeded hash, with the limit [`Kind`] in its
     /// low bits so that sweeps can judge idleness without the policy.
     #[inline]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{Decrement, KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
@@ -37,8 +37,9 @@ pub struct InvalidTableName;
 ///
 /// One table holds every record: the id, owner, expiry and version as columns (for the
 /// primary key, the listings' indexes and compare-and-set) and the whole [`KeyRecord`] as
-/// JSONB. Every guarantee of the [`KeyStore`] contract is one SQL statement, so it holds
-/// across any number of processes sharing the database:
+/// JSONB. Every guarantee of the [`KeyStore`] contract is one SQL statement (writes inside
+/// a transaction of their own), so it holds across any number of processes sharing the
+/// database:
 ///
 /// | operation | statement |
 /// |---|---|
@@ -283,12 +284,13 @@ impl PgStore {
     /// transaction, a schema change elsewhere), or a connection that silently stopped
     /// answering.
     ///
-    /// The server gives up first: each connection carries a `statement_timeout` of four
-    /// fifths of `timeout`, so a statement the store reports as failed is cancelled on the
-    /// server instead of landing later, when the lock it waited for is released (a
-    /// refused verification must not spend a use after the fact). The client-side bound is
-    /// the backstop for a server or network that stops answering; a write interrupted that
-    /// way may or may not have landed, as with any database. For other pool settings build
+    /// Writes run inside a transaction, so a write the store reports as failed never
+    /// commits later, when the lock it waited for is released (a refused verification must
+    /// not spend a use after the fact): the transaction is rolled back when the call gives
+    /// up. Only a `COMMIT` whose reply is lost stays ambiguous, as with any database (the
+    /// keyring handles that case for rotations). Each connection also carries a
+    /// `statement_timeout` of four fifths of `timeout`, so the server abandons work the
+    /// client no longer waits for. For other pool settings build
     /// a pool with `sqlx::postgres::PgPoolOptions` and use [`from_pool`](Self::from_pool).
     ///
     /// # Errors
@@ -379,11 +381,16 @@ impl PgStore {
         tx.commit().await.map_err(unavailable)
     }
 
-    async fn try_decrement(&self, id: &KeyId, uses: &str) -> Result<Option<u64>, StoreError> {
+    async fn try_decrement(
+        &self,
+        conn: &mut PgConnection,
+        id: &KeyId,
+        uses: &str,
+    ) -> Result<Option<u64>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(self.sql.decrement.clone()))
             .bind(id.as_str())
             .bind(uses)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(unavailable)?;
         match row {
@@ -401,13 +408,14 @@ impl PgStore {
 impl PgStore {
     async fn insert_unbounded(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let json = record_json(record)?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let done = sqlx::query(AssertSqlSafe(self.sql.insert.clone()))
             .bind(record.id.as_str())
             .bind(record.owner.as_str())
             .bind(record.attributes.expires_at)
             .bind(version_param(record.version)?)
             .bind(json)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| match &e {
                 sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
@@ -416,7 +424,7 @@ impl PgStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict);
         }
-        Ok(())
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn get_unbounded(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
@@ -430,15 +438,17 @@ impl PgStore {
 
     async fn update_unbounded(&self, record: &KeyRecord) -> Result<u64, StoreError> {
         let json = record_json(record)?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let row = sqlx::query(AssertSqlSafe(self.sql.update.clone()))
             .bind(record.id.as_str())
             .bind(record.owner.as_str())
             .bind(record.attributes.expires_at)
             .bind(version_param(record.version)?)
             .bind(json)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         let new_version: Option<i64> = row.try_get(0).map_err(unavailable)?;
         let exists: bool = row.try_get(1).map_err(unavailable)?;
         match (new_version, exists) {
@@ -456,15 +466,28 @@ impl PgStore {
         uses: u64,
     ) -> Result<Decrement, StoreError> {
         let uses_text = uses.to_string();
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let outcome = self.decrement_in(&mut tx, id, uses, &uses_text).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcome)
+    }
+
+    async fn decrement_in(
+        &self,
+        conn: &mut PgConnection,
+        id: &KeyId,
+        uses: u64,
+        uses_text: &str,
+    ) -> Result<Decrement, StoreError> {
         for _ in 0..DECREMENT_ATTEMPTS {
-            if let Some(remaining) = self.try_decrement(id, &uses_text).await? {
+            if let Some(remaining) = self.try_decrement(conn, id, uses_text).await? {
                 return Ok(Decrement::Taken { remaining });
             }
             // Nothing taken: unknown id, unlimited, or too few uses. Decrements only lower
             // the count, so a later read showing too few is a definite answer.
             let row = sqlx::query(AssertSqlSafe(self.sql.remaining.clone()))
                 .bind(id.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(unavailable)?
                 .ok_or(StoreError::NotFound)?;
@@ -506,14 +529,15 @@ impl PgStore {
                 .map_err(|e| StoreError::unavailable(MappingError::Record(e)))?;
             texts.push(quoted.trim_matches('"').to_owned());
         }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query(AssertSqlSafe(self.sql.last_used.clone()))
             .bind(ids)
             .bind(ats)
             .bind(texts)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        Ok(())
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn list_by_owner_unbounded(

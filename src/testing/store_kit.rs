@@ -41,6 +41,42 @@ pub fn sample_record(owner: &str) -> KeyRecord {
     )
 }
 
+/// A record with every optional field set, so that a store that maps fields to columns and
+/// drops one (the lineage, say, which would reset a key's budgets on every rotation) fails
+/// the kit.
+pub fn full_record(owner: &str) -> KeyRecord {
+    let mut r = sample_record(owner);
+    let at = base_time();
+    r.kind = Some(crate::record::KeyKind::Publishable);
+    r.environment = Some(crate::record::Environment::test());
+    r.status = crate::record::KeyStatus::Revoked;
+    r.revocation = Some(crate::record::Revocation {
+        at: at + TimeDelta::days(2),
+        reason: "kit".into(),
+    });
+    r.successor = Some(sample_record(owner).id);
+    r.lineage = Some(sample_record(owner).id);
+    r.last_used_at = Some(at + TimeDelta::hours(5));
+    r.remaining_uses = Some(41);
+    r.last_refill_at = Some(at + TimeDelta::hours(1));
+    let a = &mut r.attributes;
+    a.roles = vec!["support".into()];
+    a.not_before = Some(at);
+    a.expires_at = Some(at + TimeDelta::days(90));
+    a.credit_refill = crate::ratelimit::Refill::new(100, TimeDelta::days(30), 100);
+    a.rate_limit_policy = Some("default".into());
+    a.rate_limit = crate::ratelimit::KeyLimit::new(
+        std::num::NonZeroU32::MIN,
+        std::time::Duration::from_secs(60),
+    );
+    #[allow(clippy::expect_used)]
+    {
+        a.allowed_networks = vec!["10.0.0.0/8".parse().expect("valid network")];
+        a.allowed_origins = vec!["https://app.example.com".parse().expect("valid origin")];
+    }
+    r
+}
+
 fn base_time() -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default()
 }
@@ -88,6 +124,20 @@ pub async fn insert_and_get<S: KeyStore>(store: &S) {
         got.as_ref(),
         Some(&record),
         "get must return the inserted record unchanged"
+    );
+    let full = full_record(&unique_owner("get-full"));
+    store
+        .insert(&full)
+        .await
+        .expect("insert of a record with every field set");
+    assert_eq!(
+        store
+            .get(&full.id)
+            .await
+            .expect("get must succeed")
+            .as_ref(),
+        Some(&full),
+        "get must return every field of the inserted record unchanged"
     );
     let missing = sample_record("nobody");
     assert_eq!(

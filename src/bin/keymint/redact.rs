@@ -4,31 +4,37 @@
 
 use std::borrow::Cow;
 
-use keymint::format::{MAX_ID_LEN, MAX_PREFIX_LEN, MIN_ID_LEN, MIN_SECRET_LEN};
 use keymint::parse_key;
 
-/// Shortest run after the last `_` that may be a secret with its checksum.
-const MIN_TAIL: usize = MIN_SECRET_LEN + 6;
+/// Shortest run of random characters treated as possibly secret.
+const MIN_SECRET_RUN: usize = 8;
 
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
-/// Whether `word` (a maximal run of `[A-Za-z0-9_]`) has the shape of a key, checksum or
-/// not: a typo in a real key is still a secret.
+/// Whether `run` looks random: alphanumeric, long enough, and mixing at least two of
+/// digits, upper and lower case, as base62 from a CSPRNG almost always does (an
+/// all-lowercase run of 8 has odds of 1 in 1 000) and ordinary words and identifiers
+/// rarely do.
+fn looks_random(run: &str) -> bool {
+    let bytes = run.as_bytes();
+    if bytes.len() < MIN_SECRET_RUN || !bytes.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    let classes = [
+        bytes.iter().any(u8::is_ascii_digit),
+        bytes.iter().any(u8::is_ascii_uppercase),
+        bytes.iter().any(u8::is_ascii_lowercase),
+    ];
+    classes.iter().filter(|c| **c).count() >= 2
+}
+
+/// Whether `word` (a maximal run of `[A-Za-z0-9_-]`) may hold part of a key: some segment
+/// after its first `_` or `-` looks random. Wider than the key format on purpose, so that a
+/// key pasted twice, truncated, suffixed or broken by a stray character is caught too.
 fn looks_like_key(word: &str) -> bool {
-    let Some((rest, tail)) = word.rsplit_once('_') else {
-        return false;
-    };
-    let Some((prefix, id)) = rest.rsplit_once('_') else {
-        return false;
-    };
-    tail.len() >= MIN_TAIL
-        && tail.bytes().all(|b| b.is_ascii_alphanumeric())
-        && (MIN_ID_LEN..=MAX_ID_LEN).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric())
-        && !prefix.is_empty()
-        && prefix.len() <= MAX_PREFIX_LEN
+    word.split(['_', '-']).skip(1).any(looks_random)
 }
 
 /// `text` with every key-shaped word replaced by its hint, or by `[REDACTED]` when it does
@@ -93,12 +99,40 @@ mod tests {
     }
 
     #[test]
+    fn near_keys_are_hidden_too() {
+        let key = keymint::KeyFormat::new("sk_live")
+            .unwrap()
+            .generate()
+            .unwrap();
+        let key = key.expose_secret();
+        let secret = keymint::parse_key(key).unwrap().expose_secret().to_owned();
+        let mut stray = key.to_owned();
+        stray.insert(30, '-');
+        for near in [
+            format!("{key}{key}"),
+            format!("{key}_old"),
+            format!("{key}_old.txt"),
+            key[..40].to_owned(),
+            stray,
+        ] {
+            let shown = redact(&near);
+            for window in secret.as_bytes().windows(8) {
+                let part = std::str::from_utf8(window).unwrap();
+                assert!(!shown.contains(part), "{near:?} showed {part:?}: {shown}");
+            }
+            assert!(holds_key(&near), "{near:?}");
+        }
+    }
+
+    #[test]
     fn ordinary_text_is_left_alone() {
         for text in [
             "cannot read stdin: broken pipe",
             "--pepper-id applies only to --algorithm hmac-sha256",
             "no_such_file_or_directory",
             "sk_live_short_x",
+            "x86_64-unknown-linux-gnu",
+            "src/my_module_configuration.rs",
         ] {
             assert!(matches!(redact(text), Cow::Borrowed(_)), "{text}");
         }
