@@ -305,3 +305,35 @@ async fn legacy_hashes_are_upgraded_on_verify() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_lookup_keeps_its_slot_while_the_store_still_works() {
+    let store = FaultyStore::new(MemoryStore::new());
+    let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+        .hashes(fast_hashes())
+        .uncached_concurrency(1, 0)
+        .build()
+        .unwrap();
+    // The store holds the first lookup (a table lock, a slow query), and its caller gives
+    // up after a few milliseconds.
+    store.inject(StoreOp::Get, Fault::Pause);
+    let forged = keyring.format().generate().unwrap();
+    let ctx = ctx();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(20),
+        keyring.verify(forged.expose_secret(), &ctx),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the caller gave up");
+    store.wait_paused().await;
+    // The query still runs, so its slot is still taken: the next forged key is refused
+    // without reaching the store.
+    let next = keyring.format().generate().unwrap();
+    let err = keyring
+        .verify(next.expose_secret(), &ctx)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Overloaded), "{err:?}");
+    assert_eq!(store.calls(StoreOp::Get), 1);
+    store.release();
+}

@@ -491,3 +491,103 @@ async fn last_used_is_debounced_and_batched() {
         Some(f.clock.now())
     );
 }
+
+#[tokio::test]
+async fn a_rotation_whose_outcome_is_unknown_returns_the_successor_instead_of_losing_it() {
+    let f = fixture();
+    let issued = f
+        .keyring
+        .issue(IssueRequest::new("a", "n").remaining_uses(5))
+        .await
+        .unwrap();
+    // The link lands but its reply is lost, and the read that would confirm it fails too.
+    f.store.inject(StoreOp::Update, Fault::FailAfter);
+    f.store.inject(StoreOp::Get, Fault::Pass); // the rotation's first read of the old key
+    f.store.inject(StoreOp::Get, Fault::Fail); // the confirming read
+    let err = f.keyring.rotate(&issued.record.id, None).await.unwrap_err();
+    let KeyringError::RotationUnconfirmed(successor) = err else {
+        panic!("expected RotationUnconfirmed, got {err:?}");
+    };
+    // The successor was not revoked: once the store answers, the rotation is confirmed
+    // and its key works.
+    assert!(
+        f.keyring
+            .confirm_rotation(&issued.record.id, &successor)
+            .await
+            .unwrap()
+    );
+    let verified = f
+        .keyring
+        .verify(successor.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(verified.remaining_uses(), Some(4));
+}
+
+#[tokio::test]
+async fn confirming_a_rotation_that_did_not_land_revokes_the_successor() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    // The link never lands, and the read that would tell fails.
+    f.store.inject(StoreOp::Update, Fault::Fail);
+    f.store.inject(StoreOp::Get, Fault::Pass);
+    f.store.inject(StoreOp::Get, Fault::Fail);
+    let KeyringError::RotationUnconfirmed(successor) =
+        f.keyring.rotate(&issued.record.id, None).await.unwrap_err()
+    else {
+        panic!("expected RotationUnconfirmed");
+    };
+    assert!(
+        !f.keyring
+            .confirm_rotation(&issued.record.id, &successor)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        f.keyring
+            .verify(successor.key.expose_secret(), &ctx())
+            .await,
+        Err(VerifyError::Revoked)
+    ));
+    // The old key is untouched and can be rotated again.
+    f.keyring.rotate(&issued.record.id, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn another_keyrings_keys_on_a_shared_store_are_not_this_keyrings_to_manage() {
+    let store = MemoryStore::new();
+    let test = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+        .hashes(crate::support::fast_hashes())
+        .build()
+        .unwrap();
+    let live = Keyring::builder(KeyFormat::new("sk_live").unwrap(), store)
+        .hashes(crate::support::fast_hashes())
+        .build()
+        .unwrap();
+    let test_key = test
+        .issue(IssueRequest::new("acct", "test key"))
+        .await
+        .unwrap();
+    let id = &test_key.record.id;
+    // Rotating it through the live keyring would have minted a live successor.
+    assert!(matches!(
+        live.rotate(id, None).await,
+        Err(KeyringError::NotFound)
+    ));
+    assert!(matches!(
+        live.revoke(id, "x").await,
+        Err(KeyringError::NotFound)
+    ));
+    assert!(matches!(live.get(id).await, Err(KeyringError::NotFound)));
+    assert!(matches!(
+        live.update(id, KeyUpdate::new().name("x")).await,
+        Err(KeyringError::NotFound)
+    ));
+    let listed = live
+        .list_by_owner("acct", &PageRequest::new(10))
+        .await
+        .unwrap();
+    assert!(listed.items.is_empty());
+    // The test keyring still manages it.
+    test.rotate(id, None).await.unwrap();
+}

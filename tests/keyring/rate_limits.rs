@@ -307,3 +307,42 @@ async fn an_undefined_default_policy_is_a_configuration_error() {
         .build();
     assert!(matches!(result, Err(KeyringError::Config(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_burst_cannot_pass_the_failed_attempt_throttle_together() {
+    use keymint::testing::Fault;
+    let store = FaultyStore::new(MemoryStore::new());
+    let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+        .hashes(fast_hashes())
+        .uncached_concurrency(1, 1000)
+        .failed_attempt_throttle(
+            Policy::single("fails", Quota::per_minute(NonZeroU32::new(3).unwrap())).unwrap(),
+        )
+        .build()
+        .unwrap();
+    // The first lookup holds, so every other attempt is in flight at the same time.
+    store.inject(StoreOp::Get, Fault::Pause);
+    let attacker: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let keyring = keyring.clone();
+        let forged = keyring.format().generate().unwrap();
+        attempts.spawn(async move {
+            let ctx = VerifyContext::new().client_ip(attacker);
+            keyring
+                .verify(forged.expose_secret(), &ctx)
+                .await
+                .map(|_| ())
+        });
+    }
+    store.wait_paused().await;
+    store.release();
+    let mut throttled = 0;
+    while let Some(result) = attempts.join_next().await {
+        if matches!(result.unwrap(), Err(VerifyError::Throttled(_))) {
+            throttled += 1;
+        }
+    }
+    assert_eq!(throttled, 47, "only the budget of 3 may reach the store");
+    assert_eq!(store.calls(StoreOp::Get), 3);
+}
