@@ -59,6 +59,8 @@
 //! | `testing` | no | `keymint::testing`: the store conformance kit and `FaultyStore` |
 //! | `redis` | no | `ratelimit::RedisLimiter`: fleet-wide rate limits |
 //! | `postgres` | no | `store::PgStore`: key records in PostgreSQL |
+//! | `tower` | no | `keymint::http`: the tower layer that authenticates requests |
+//! | `axum` | no | `tower` plus the `VerifiedKey` extractors |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -328,7 +328,8 @@ impl KeyAuthBuilder {
     }
 
     /// Finishes the configuration.
-    pub fn build(self) -> KeyAuth {
+    pub fn build(mut self) -> KeyAuth {
+        self.responses.prepare();
         KeyAuth {
             inner: Arc::new(AuthInner {
                 verifier: self.verifier,

@@ -3,6 +3,7 @@
 //! Nothing in a response echoes the presented key.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use http::header::{
@@ -70,6 +71,8 @@ impl Rejection {
 pub(crate) struct Responses {
     pub(crate) realm: String,
     pub(crate) problem_base: String,
+    /// The challenges that do not vary per request, built once (see [`Responses::prepare`]).
+    challenges: Option<Arc<Prepared>>,
     pub(crate) hide_reasons: bool,
     pub(crate) retry_unavailable_secs: u64,
     pub(crate) custom: Option<Arc<CustomRejection>>,
@@ -78,11 +81,21 @@ pub(crate) struct Responses {
 /// A host's own response builder; `None` falls back to the standard response.
 pub(crate) type CustomRejection = dyn Fn(&Rejection) -> Option<Response<String>> + Send + Sync;
 
+/// What every refusal of one configuration shares, computed once.
+struct Prepared {
+    plain: HeaderValue,
+    invalid_request: HeaderValue,
+    invalid_token: HeaderValue,
+    /// The problem base as a JSON string's contents (escaped).
+    base_json: String,
+}
+
 impl Default for Responses {
     fn default() -> Self {
         Self {
             realm: "api".into(),
             problem_base: "urn:keymint:problem:".into(),
+            challenges: None,
             hide_reasons: false,
             retry_unavailable_secs: 1,
             custom: None,
@@ -149,7 +162,28 @@ pub(crate) fn set_rate_limit_headers<B>(response: &mut Response<B>, values: &Rat
     }
 }
 
+/// `text` as the contents of a JSON string (quotes and backslashes escaped).
+fn json_str(text: &str) -> String {
+    let quoted = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
 impl Responses {
+    /// Builds what every refusal shares; called once by the layer's builder.
+    pub(crate) fn prepare(&mut self) {
+        let realm = &self.realm;
+        self.challenges = Some(Arc::new(Prepared {
+            plain: header(&format!("Bearer realm=\"{realm}\"")),
+            invalid_request: header(&format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_request\""
+            )),
+            invalid_token: header(&format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\""
+            )),
+            base_json: json_str(&self.problem_base),
+        }));
+    }
+
     pub(crate) fn respond(&self, rejection: &Rejection) -> Response<String> {
         if let Some(custom) = &self.custom
             && let Some(response) = custom(rejection)
@@ -203,24 +237,42 @@ impl Responses {
             }
             _ => None,
         };
-        let mut problem = serde_json::json!({
-            "type": format!("{}{code}", self.problem_base),
-            "title": title(code),
-            "status": status.as_u16(),
-            "detail": detail,
-            "code": code,
-        });
         let rate_limit = match rejection {
-            Rejection::Verify(VerifyError::RateLimited(denial)) => {
-                problem["type"] = QUOTA_EXCEEDED_TYPE.into();
-                problem["violated-policies"] =
-                    serde_json::json!([denial.policy().item_name(denial.decision().limit_index)]);
-                Some(denial.headers())
-            }
+            Rejection::Verify(VerifyError::RateLimited(denial)) => Some(denial.headers()),
             Rejection::Verify(VerifyError::Throttled(denial)) => Some(denial.headers()),
             _ => None,
         };
-        let mut response = Response::new(problem.to_string());
+        let prepared = self.challenges.clone().unwrap_or_else(|| {
+            let mut fresh = self.clone();
+            fresh.prepare();
+            fresh
+                .challenges
+                .unwrap_or_else(|| unreachable!("prepared above"))
+        });
+        // The body, written directly: codes and titles are constants that need no escaping,
+        // the base and the detail are escaped.
+        let mut body = String::with_capacity(192 + detail.len());
+        let _ = write!(body, "{{\"type\":\"");
+        match rejection {
+            Rejection::Verify(VerifyError::RateLimited(_)) => body.push_str(QUOTA_EXCEEDED_TYPE),
+            _ => {
+                body.push_str(&prepared.base_json);
+                body.push_str(code);
+            }
+        }
+        let _ = write!(
+            body,
+            "\",\"title\":\"{}\",\"status\":{},\"detail\":\"{}\",\"code\":\"{code}\"",
+            title(code),
+            status.as_u16(),
+            json_str(&detail)
+        );
+        if let Rejection::Verify(VerifyError::RateLimited(denial)) = rejection {
+            let item = denial.policy().item_name(denial.decision().limit_index);
+            let _ = write!(body, ",\"violated-policies\":[\"{}\"]", json_str(&item));
+        }
+        body.push('}');
+        let mut response = Response::new(body);
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
@@ -229,20 +281,16 @@ impl Responses {
         );
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = challenge {
-            let realm = &self.realm;
             let value = match challenge {
-                Challenge::Plain => format!("Bearer realm=\"{realm}\""),
-                Challenge::InvalidRequest => {
-                    format!("Bearer realm=\"{realm}\", error=\"invalid_request\"")
-                }
-                Challenge::InvalidToken => {
-                    format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")
-                }
-                Challenge::InsufficientScope(scope) => format!(
-                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\""
-                ),
+                Challenge::Plain => prepared.plain.clone(),
+                Challenge::InvalidRequest => prepared.invalid_request.clone(),
+                Challenge::InvalidToken => prepared.invalid_token.clone(),
+                Challenge::InsufficientScope(scope) => header(&format!(
+                    "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{scope}\"",
+                    self.realm
+                )),
             };
-            headers.insert(WWW_AUTHENTICATE, header(&value));
+            headers.insert(WWW_AUTHENTICATE, value);
         }
         if let Some(values) = &rate_limit {
             set_rate_limit_headers(&mut response, values);
