@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts throwaway Redis and PostgreSQL servers on free loopback ports, runs "$@" with
-# KEYMINT_TEST_REDIS_URL and KEYMINT_TEST_DATABASE_URL set, and stops both by PID on any exit.
+# Starts throwaway Redis and PostgreSQL servers and a chromedriver (for headless Chromium) on
+# free loopback ports, runs "$@" with KEYMINT_TEST_REDIS_URL, KEYMINT_TEST_DATABASE_URL and
+# KEYMINT_TEST_WEBDRIVER_URL set, and stops them all by PID on any exit.
 set -euo pipefail
 
 WORK=$(mktemp -d)
@@ -17,8 +18,11 @@ free_port() { # first port in [$1,$1+200) with no listener on it
 
 REDIS_PID=
 PG_PID=
+DRIVER_PID=
 cleanup() {
   set +e
+  # chromedriver leads its own process group (setsid): the browsers it started go with it.
+  if [ -n "$DRIVER_PID" ]; then kill -TERM -- "-$DRIVER_PID" 2>/dev/null; fi
   if [ -n "$REDIS_PID" ]; then kill -TERM "$REDIS_PID" 2>/dev/null; fi
   if [ -n "$PG_PID" ]; then kill -INT "$PG_PID" 2>/dev/null; fi # SIGINT: postgres "fast" shutdown
   for _ in $(seq 1 50); do
@@ -34,6 +38,9 @@ PACKAGES=()
 command -v redis-server >/dev/null || PACKAGES+=(redis-server)
 command -v ss >/dev/null || PACKAGES+=(iproute2)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || PACKAGES+=(postgresql)
+command -v chromium >/dev/null || PACKAGES+=(chromium)
+command -v chromedriver >/dev/null || PACKAGES+=(chromium-driver)
+command -v curl >/dev/null || PACKAGES+=(curl)
 if [ ${#PACKAGES[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get -o DPkg::Lock::Timeout=120 update -qq
@@ -71,5 +78,20 @@ PG_PID=$(head -1 "$WORK/pgdata/postmaster.pid")
 "$PGBIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c 'CREATE DATABASE keymint_test' postgres
 export KEYMINT_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/keymint_test"
 echo "postgres pid=$PG_PID $KEYMINT_TEST_DATABASE_URL ($("$PGBIN/postgres" --version))"
+
+# --- chromedriver (headless Chromium for the portal's browser test) ------------
+DRIVER_PORT=$(free_port 9520)
+setsid chromedriver --port="$DRIVER_PORT" --allowed-ips=127.0.0.1 >"$WORK/chromedriver.log" 2>&1 &
+DRIVER_PID=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$DRIVER_PORT/status" 2>/dev/null | grep -q '"ready": *true' && break
+  kill -0 "$DRIVER_PID" 2>/dev/null || { cat "$WORK/chromedriver.log" >&2; exit 1; }
+  sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$DRIVER_PORT/status" | grep -q '"ready": *true' || { cat "$WORK/chromedriver.log" >&2; exit 1; }
+# The driver answering must be ours: it would have exited had the port been taken.
+kill -0 "$DRIVER_PID" 2>/dev/null || { cat "$WORK/chromedriver.log" >&2; exit 1; }
+export KEYMINT_TEST_WEBDRIVER_URL="http://127.0.0.1:$DRIVER_PORT"
+echo "chromedriver pid=$DRIVER_PID $KEYMINT_TEST_WEBDRIVER_URL ($(chromedriver --version | cut -d' ' -f1-2))"
 
 "$@"

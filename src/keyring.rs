@@ -51,7 +51,7 @@ pub use builder::{
     MAX_CACHE_TTL,
 };
 pub use error::{KeyringError, VerifyError};
-pub use events::{AuditEvent, AuditSink, FailureReason};
+pub use events::{AuditEvent, AuditSink, FailureReason, SelfServiceAction};
 pub use issue::{IssueRequest, IssuedKey};
 pub use key_type::{KeyType, KeyTypes};
 
@@ -162,6 +162,23 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         if let Some(cache) = &self.inner.cache {
             cache.invalidate(id.as_str());
         }
+    }
+
+    /// Sends `event` to the keyring's audit sink, if it has one: for layers above the
+    /// keyring (the self-service router) that act on its keys and must leave a trail.
+    pub fn record_event(&self, event: AuditEvent) {
+        self.audit(|| event);
+    }
+
+    /// The grace period [`rotate`](Self::rotate) gives an old key when asked for none.
+    pub fn rotation_grace(&self) -> TimeDelta {
+        self.inner.rotation_grace
+    }
+
+    /// The keyring's clock: layers above it stamp their events with the same time.
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        use crate::clock::Clock as _;
+        self.inner.clock.now()
     }
 
     fn audit(&self, event: impl FnOnce() -> AuditEvent) {

@@ -101,8 +101,8 @@ pub use hash::{
 pub use invalidation::CacheInvalidation;
 pub use keyring::{
     AuditEvent, AuditSink, FailureReason, IssueRequest, IssuedKey, KeyFilter, KeyType, KeyTypes,
-    KeyUpdate, Keyring, KeyringBuilder, KeyringError, MemoryKeyring, VerifiedKey, VerifyContext,
-    VerifyError,
+    KeyUpdate, Keyring, KeyringBuilder, KeyringError, MemoryKeyring, SelfServiceAction,
+    VerifiedKey, VerifyContext, VerifyError,
 };
 pub use origin::{AllowedOrigin, OriginError};
 pub use random::RngError;

@@ -14,6 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[path = "../examples/axum_server/app.rs"]
 #[allow(dead_code)]
 mod app;
+#[path = "../examples/axum_server/login.rs"]
+mod login;
 
 struct Server {
     keyring: keymint::MemoryKeyring,
@@ -395,4 +397,84 @@ async fn hostile_headers_are_refused_without_crash_or_hang() {
     // And the server still works.
     let key = s.key(json!({"name": "after"})).await;
     assert_eq!(s.get("/v1/hello", &key).await.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_login_signs_its_cookie_and_the_portal_trusts_only_that() {
+    let s = start().await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let login = |body: &'static str| {
+        http.post(format!("{}/login", s.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let response = login("user=ada").await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/portal");
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with("demo_user=ada."), "{cookie}");
+
+    let keys = |cookie: Option<String>| {
+        let mut request = http.get(format!("{}/portal/api/keys", s.base));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    assert_eq!(
+        keys(Some(cookie.clone())).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Another name under ada's tag, a cut tag, no cookie: not logged in.
+    let forged = cookie.replacen("=ada.", "=bob.", 1);
+    let cut = cookie[..cookie.len() - 2].to_owned();
+    for cookie in [Some(forged), Some(cut), Some("demo_user=ada".into()), None] {
+        assert_eq!(
+            keys(cookie.clone()).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED,
+            "{cookie:?}"
+        );
+    }
+    for bad in ["user=", "user=a%20b", "user=%3Cscript%3E"] {
+        assert_eq!(
+            login(bad).await.unwrap().status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}"
+        );
+    }
+    let page = http.get(format!("{}/portal", s.base)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("<title>API keys</title>")
+    );
+
+    // A key made in the portal is the portal user's, and works on the API.
+    let created = http
+        .post(format!("{}/portal/api/keys", s.base))
+        .header("cookie", cookie)
+        .header("x-keymint-portal", "1")
+        .json(&json!({"name": "from the portal", "scopes": ["users:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let key = created["key"].as_str().unwrap();
+    let hello: Value = s.get("/v1/hello", key).await.json().await.unwrap();
+    assert_eq!(hello["hello"], "ada");
+    assert_eq!(s.get("/v1/users", key).await.status(), StatusCode::OK);
 }

@@ -2,6 +2,7 @@
 //!
 //! Key types: `sk_live` (secret), `sk_test` (secret, test environment) and `pk_live`
 //! (publishable, `*:read` scopes only). The service runs in live mode and trusts no proxy.
+//! The self-service portal is mounted at `/portal`, behind the demo login of `login.rs`.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use keymint::http::{KeyAuth, KeyAuthBuilder};
+use keymint::http::{KeyAuth, KeyAuthBuilder, portal};
 use keymint::ratelimit::KeyLimit;
 use keymint::{
     AllowedOrigin, Environment, IssueRequest, KeyId, KeyType, KeyTypes, Keyring, KeyringError,
@@ -21,6 +22,8 @@ use keymint::{
 };
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::login::{self, DemoLogin};
 
 /// The key types of the example.
 pub(crate) fn key_types() -> KeyTypes {
@@ -63,6 +66,8 @@ pub(crate) fn router_with(
         .expect("valid realm");
     let auth = configure(builder).build();
     let admin = auth.require("admin:keys").expect("valid requirement");
+    let login = DemoLogin::new();
+    let portal = portal::router(keyring.clone(), login.clone());
     Router::new()
         .route("/admin/keys", post(create_key).route_layer(admin.clone()))
         .route("/admin/keys/{id}", delete(revoke_key).route_layer(admin))
@@ -74,6 +79,12 @@ pub(crate) fn router_with(
                 .post(create_user.layer(auth.require("users:write").expect("valid requirement"))),
         )
         .with_state(keyring)
+        .nest("/portal", portal)
+        .route(
+            "/login",
+            get(login::form).post(move |form| login::log_in(login, form)),
+        )
+        .route("/logout", post(login::log_out))
 }
 
 /// A problem+json answer of the example's own (bad input to the admin endpoints).

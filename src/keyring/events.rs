@@ -94,11 +94,41 @@ pub enum AuditEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// An owner managed one of their keys through self-service (the portal router): who
+    /// did what to which key.
+    SelfService {
+        /// Who acted (the host's user id, as its resolver says).
+        actor: String,
+        /// Whose key it is.
+        owner: String,
+        /// What was done.
+        action: SelfServiceAction,
+        /// The key acted on (for a roll, the old key; the new one is in `successor`).
+        id: KeyId,
+        /// For a roll: the successor.
+        successor: Option<KeyId>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A key's stored hash was upgraded to the current hasher.
     Rehashed {
         /// The key.
         id: KeyId,
     },
+}
+
+/// What an owner did through self-service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SelfServiceAction {
+    /// Created a key.
+    Created,
+    /// Rolled (rotated) a key.
+    Rolled,
+    /// Revoked a key.
+    Revoked,
+    /// Renamed or re-described a key.
+    Edited,
 }
 
 /// Precise reason for a failed verification.
