@@ -2,18 +2,49 @@
 //! with live and test keys on one keyring.
 //!
 //! Run with `cargo run --example quickstart`. Nothing else needs to be installed.
+//!
+//! To keep the keys in a SQLite file instead (created if missing; run it again and the
+//! listing at the end grows):
+//! `cargo run --example quickstart --features sqlite -- --db keys.db`
+//! (or set `KEYMINT_QUICKSTART_DB=keys.db`).
 
 use std::num::NonZeroU32;
 
 use chrono::TimeDelta;
 use keymint::ratelimit::{Policy, Quota};
 use keymint::{
-    Environment, IssueRequest, KeyType, KeyTypes, Keyring, ManualClock, MemoryStore, Requirement,
-    VerifyContext,
+    Environment, IssueRequest, KeyStore, KeyType, KeyTypes, Keyring, ManualClock, MemoryStore,
+    Requirement, VerifyContext,
 };
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let db = match (args.next().as_deref(), args.next()) {
+        (Some("--db"), Some(path)) => Some(path),
+        (None, _) => std::env::var("KEYMINT_QUICKSTART_DB").ok(),
+        _ => return Err("usage: quickstart [--db PATH]".into()),
+    };
+    match db {
+        None => run(MemoryStore::new()).await,
+        Some(path) => with_sqlite(&path).await,
+    }
+}
+
+#[cfg(feature = "sqlite")]
+async fn with_sqlite(path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let store = keymint::store::SqliteStore::open(path).await?;
+    store.migrate().await?;
+    println!("store    SQLite file {path}");
+    run(store).await
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn with_sqlite(_path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    Err("--db needs the sqlite feature: cargo run --example quickstart --features sqlite -- --db keys.db".into())
+}
+
+async fn run<S: KeyStore>(store: S) -> Result<(), Box<dyn std::error::Error>> {
     // A manual clock lets the example jump forward in time; production uses the default
     // system clock.
     let clock = ManualClock::default();
@@ -26,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // unless they say otherwise, and a key of the other mode is refused.
     let types = KeyTypes::new(KeyType::secret("sk_live", Environment::live())?)
         .with(KeyType::secret("sk_test", Environment::test())?);
-    let keyring = Keyring::builder(types, MemoryStore::new())
+    let keyring = Keyring::builder(types, store)
         .clock(clock.clone())
         .policy(three_per_minute)
         .default_policy("default")

@@ -9,6 +9,11 @@ pub mod architecture {}
 #[doc = include_str!("../docs/extending.md")]
 pub mod extending {}
 
+#[cfg(all(feature = "sqlite", feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "sqlite", feature = "testing"))))]
+#[doc = include_str!("../docs/implementing-a-store.md")]
+pub mod implementing_a_store {}
+
 #[doc = include_str!("../docs/scopes.md")]
 pub mod scopes {}
 

@@ -176,6 +176,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     }
 
     /// The keyring's clock: layers above it stamp their events with the same time.
+    #[cfg(feature = "axum")]
     pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
         use crate::clock::Clock as _;
         self.inner.clock.now()

@@ -9,6 +9,11 @@ mod memory;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 mod postgres;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+mod sqlite;
 
 use std::future::Future;
 
@@ -17,7 +22,12 @@ use chrono::{DateTime, Utc};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{InvalidTableName, PgStore};
+pub use postgres::PgStore;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use sql::{InvalidTableName, Migration};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 use crate::format::KeyId;
 use crate::record::KeyRecord;

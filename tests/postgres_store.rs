@@ -383,3 +383,196 @@ async fn a_write_reported_failed_never_commits_later() {
         "a refused decrement spent a use later"
     );
 }
+
+/// A table created by the first schema version (from the exported SQL), holding a record
+/// written the v1 way, is upgraded in place by `migrate()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+async fn a_table_at_the_first_schema_version_is_upgraded_in_place() {
+    let store = PgStore::connect(&database_url())
+        .await
+        .expect("connect")
+        .table(&fresh_table("upgrade"))
+        .expect("valid table name");
+    assert_eq!(store.schema_version().await.expect("version"), None);
+    let v1 = &store.migrations()[0];
+    assert_eq!(v1.version, 1);
+    for statement in &v1.statements {
+        sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(store.pool())
+            .await
+            .expect("v1 statement");
+    }
+    assert_eq!(store.schema_version().await.expect("version"), Some(1));
+
+    let memory = Keyring::builder(
+        KeyFormat::new("sk_test").expect("format"),
+        keymint::MemoryStore::new(),
+    )
+    .build()
+    .expect("keyring");
+    let issued = memory
+        .issue(IssueRequest::new("acct_v1", "old"))
+        .await
+        .expect("issue");
+    let mut record = issued.record.clone();
+    record.last_used_at = Some(record.created_at + TimeDelta::microseconds(1_234_567));
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {} (id, owner, expires_at, version, record) VALUES ($1, $2, $3, $4, $5::jsonb)",
+        store.table_name()
+    )))
+    .bind(record.id.as_str())
+    .bind(&record.owner)
+    .bind(record.attributes.expires_at)
+    .bind(i64::try_from(record.version).expect("small"))
+    .bind(serde_json::to_string(&record).expect("json"))
+    .execute(store.pool())
+    .await
+    .expect("v1 row");
+
+    store.migrate().await.expect("upgrade");
+    assert_eq!(store.schema_version().await.expect("version"), Some(2));
+    let column: Option<DateTime<Utc>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT last_used_at FROM {} WHERE id = $1",
+        store.table_name()
+    )))
+    .bind(record.id.as_str())
+    .fetch_one(store.pool())
+    .await
+    .expect("column");
+    // PostgreSQL keeps microseconds (rounded, where chrono's accessor truncates).
+    let exact = record.last_used_at.expect("set").timestamp_micros();
+    let column = column
+        .expect("backfilled from the record")
+        .timestamp_micros();
+    assert!((column - exact).abs() <= 1, "{column} vs {exact}");
+    let keyring = Keyring::builder(KeyFormat::new("sk_test").expect("format"), store.clone())
+        .without_cache()
+        .build()
+        .expect("keyring");
+    keyring
+        .verify(issued.key.expose_secret(), &VerifyContext::new())
+        .await
+        .expect("the v1 key verifies after the upgrade");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+async fn two_processes_migrating_at_once_both_succeed_and_a_newer_schema_is_refused() {
+    let table = fresh_table("migrate_race");
+    let a = PgStore::connect(&database_url())
+        .await
+        .expect("connect")
+        .table(&table)
+        .expect("name");
+    let b = PgStore::connect(&database_url())
+        .await
+        .expect("connect")
+        .table(&table)
+        .expect("name");
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.expect("first");
+    rb.expect("second");
+    assert_eq!(a.schema_version().await.expect("version"), Some(2));
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table}_schema (version, description) VALUES (99, 'future')"
+    )))
+    .execute(a.pool())
+    .await
+    .expect("future version");
+    assert!(matches!(a.migrate().await, Err(StoreError::Unavailable(_))));
+    assert_eq!(a.schema_version().await.expect("version"), Some(99));
+}
+
+/// Keys issued, rotated, disabled and revoked before a restart (a new pool) verify or
+/// fail exactly the same after it, and every stored record is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_DATABASE_URL"]
+async fn keys_verify_exactly_the_same_after_a_restart() {
+    let table = fresh_table("restart");
+    let ctx = VerifyContext::new();
+    let open = || async {
+        let store = PgStore::connect(&database_url())
+            .await
+            .expect("connect")
+            .table(&table)
+            .expect("name");
+        store.migrate().await.expect("migrate");
+        let keyring = Keyring::builder(KeyFormat::new("sk_test").expect("format"), store.clone())
+            .without_cache()
+            .build()
+            .expect("keyring");
+        (store, keyring)
+    };
+    let outcome = |keyring: Keyring<PgStore>, key: String| async move {
+        keyring
+            .verify(&key, &VerifyContext::new())
+            .await
+            .map(drop)
+            .map_err(|e| format!("{e:?}"))
+    };
+    let (keys, before, records) = {
+        let (store, keyring) = open().await;
+        let issue = |name: &'static str| keyring.issue(IssueRequest::new("acct_restart", name));
+        let active = issue("active").await.expect("issue");
+        let rotated = issue("rotated").await.expect("issue");
+        let disabled = issue("disabled").await.expect("issue");
+        let revoked = issue("revoked").await.expect("issue");
+        let metered = keyring
+            .issue(IssueRequest::new("acct_restart", "metered").remaining_uses(2))
+            .await
+            .expect("issue");
+        let successor = keyring
+            .rotate(&rotated.record.id, Some(TimeDelta::zero()))
+            .await
+            .expect("rotate");
+        keyring.disable(&disabled.record.id).await.expect("disable");
+        keyring
+            .revoke(&revoked.record.id, "test")
+            .await
+            .expect("revoke");
+        keyring
+            .verify(metered.key.expose_secret(), &ctx)
+            .await
+            .expect("one use");
+        let keys: Vec<String> = [&active, &rotated, &disabled, &revoked, &successor]
+            .iter()
+            .map(|k| k.key.expose_secret().to_owned())
+            .collect();
+        let mut before = Vec::new();
+        for key in &keys {
+            before.push(outcome(keyring.clone(), key.clone()).await);
+        }
+        keyring.flush_last_used().await.expect("flush");
+        let records = keyring
+            .list_by_owner("acct_restart", &keymint::PageRequest::new(100))
+            .await
+            .expect("list")
+            .items;
+        store.pool().close().await;
+        (
+            (keys, metered.key.expose_secret().to_owned()),
+            before,
+            records,
+        )
+    };
+    assert_eq!(before[0], Ok(()));
+    assert_eq!(before[4], Ok(()));
+    assert!(before[1].is_err() && before[2].is_err() && before[3].is_err());
+
+    let (_store, keyring) = open().await;
+    let listed = keyring
+        .list_by_owner("acct_restart", &keymint::PageRequest::new(100))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(listed, records, "nothing lost or changed");
+    let mut after = Vec::new();
+    for key in &keys.0 {
+        after.push(outcome(keyring.clone(), key.clone()).await);
+    }
+    assert_eq!(after, before);
+    // The metered key kept its count: one use of two left.
+    assert_eq!(outcome(keyring.clone(), keys.1.clone()).await, Ok(()));
+    assert!(outcome(keyring, keys.1).await.is_err());
+}

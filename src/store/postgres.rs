@@ -10,25 +10,18 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Decrement, KeyStore, MAX_PAGE_SIZE, Page, PageRequest};
+use super::sql::{
+    self, InvalidTableName, MappingError, Migration, decode_record, json_time, latest_per_id,
+    page_limit, page_of, parse_remaining, record_json, validate_table, version_param,
+};
+use super::{Decrement, KeyStore, Page, PageRequest};
 use crate::format::KeyId;
 use crate::record::KeyRecord;
 use crate::store::StoreError;
 
-/// Longest accepted table name (without schema), leaving room for index-name suffixes
-/// within PostgreSQL's 63-byte identifier limit.
-const MAX_TABLE_NAME: usize = 48;
-
 /// How often `decrement_remaining` retries when a concurrent write raised the remaining
 /// uses between its update and its follow-up read.
 const DECREMENT_ATTEMPTS: usize = 4;
-
-/// A table name that [`PgStore::table`] refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid table name: use 1 to 48 lowercase ascii letters, digits or underscores, not starting with a digit, optionally prefixed by `schema.`"
-)]
-pub struct InvalidTableName;
 
 /// Key records in a PostgreSQL table (feature `postgres`).
 ///
@@ -59,7 +52,7 @@ pub struct InvalidTableName;
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = PgStore::connect("postgres://app@127.0.0.1/app").await?.table("api_keys")?;
-/// store.migrate().await?; // CREATE TABLE / INDEX IF NOT EXISTS
+/// store.migrate().await?; // applies the schema versions the table lacks
 /// let keyring = Keyring::builder(KeyFormat::new("sk_live")?, store).build()?;
 /// let issued = keyring.issue(IssueRequest::new("acct_42", "CI deploy")).await?;
 /// # Ok(()) }
@@ -97,17 +90,18 @@ struct Statements {
     last_used: Arc<str>,
     by_owner: Arc<str>,
     expiring: Arc<str>,
-    migrate: [Arc<str>; 3],
+    version_table: Arc<str>,
+    current_version: Arc<str>,
+    migrations: Vec<Migration>,
 }
 
 impl Statements {
     fn new(table: &str) -> Self {
-        let index_base = table.rsplit('.').next().unwrap_or(table);
         let s = |sql: String| -> Arc<str> { sql.into() };
         Self {
             insert: s(format!(
-                "INSERT INTO {table} (id, owner, expires_at, version, record) \
-                 VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (id) DO NOTHING"
+                "INSERT INTO {table} (id, owner, expires_at, last_used_at, version, record) \
+                 VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (id) DO NOTHING"
             )),
             get: s(format!(
                 "SELECT version, record::text FROM {table} WHERE id = $1"
@@ -117,9 +111,9 @@ impl Statements {
             update: s(format!(
                 "WITH upd AS ( \
                    UPDATE {table} SET \
-                     owner = $2, expires_at = $3, version = version + 1, \
-                     record = jsonb_set($5::jsonb, '{{version}}', to_jsonb(version + 1)) \
-                   WHERE id = $1 AND version = $4 RETURNING version) \
+                     owner = $2, expires_at = $3, last_used_at = $4, version = version + 1, \
+                     record = jsonb_set($6::jsonb, '{{version}}', to_jsonb(version + 1)) \
+                   WHERE id = $1 AND version = $5 RETURNING version) \
                  SELECT (SELECT version FROM upd), EXISTS (SELECT 1 FROM {table} WHERE id = $1)"
             )),
             // Row locking re-checks the WHERE clause against the latest committed row, so
@@ -139,16 +133,14 @@ impl Statements {
                    record->>'remaining_uses' FROM {table} WHERE id = $1"
             )),
             // `$3` holds each time as chrono serialises it, so the JSON keeps nanoseconds
-            // while the comparison uses the timestamptz in `$2`.
+            // while the column (and the comparison) has the timestamptz in `$2`.
             last_used: s(format!(
                 "UPDATE {table} AS k SET \
-                   version = k.version + 1, \
+                   version = k.version + 1, last_used_at = b.at, \
                    record = jsonb_set(jsonb_set(k.record, '{{last_used_at}}', to_jsonb(b.at_text)), \
                      '{{version}}', to_jsonb(k.version + 1)) \
                  FROM UNNEST($1::text[], $2::timestamptz[], $3::text[]) AS b(id, at, at_text) \
-                 WHERE k.id = b.id AND ( \
-                   jsonb_typeof(k.record->'last_used_at') IS DISTINCT FROM 'string' \
-                   OR (k.record->>'last_used_at')::timestamptz < b.at)"
+                 WHERE k.id = b.id AND (k.last_used_at IS NULL OR k.last_used_at < b.at)"
             )),
             by_owner: s(format!(
                 "SELECT version, record::text FROM {table} \
@@ -158,105 +150,91 @@ impl Statements {
                 "SELECT version, record::text FROM {table} \
                  WHERE expires_at >= $1 AND expires_at < $2 AND id > $3 ORDER BY id LIMIT $4"
             )),
-            migrate: [
-                s(format!(
+            version_table: s(version_table_sql(table)),
+            current_version: s(format!("SELECT max(version) FROM {table}_schema")),
+            migrations: migrations(table),
+        }
+    }
+}
+
+fn version_table_sql(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table}_schema ( \
+           version INTEGER PRIMARY KEY, \
+           description TEXT NOT NULL, \
+           applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+}
+
+fn record_version(table: &str, version: u32, description: &str) -> String {
+    format!("INSERT INTO {table}_schema (version, description) VALUES ({version}, '{description}')")
+}
+
+/// The schema, step by step. Never edit a released step: add one.
+fn migrations(table: &str) -> Vec<Migration> {
+    let index_base = table.rsplit('.').next().unwrap_or(table);
+    let v1 = "key table with owner and expiry indexes";
+    let v2 = "last_used_at column (backfilled) and index, for usage queries";
+    vec![
+        Migration {
+            version: 1,
+            description: v1,
+            statements: vec![
+                version_table_sql(table),
+                // IF NOT EXISTS: a table made by keymint before versioned migrations is
+                // adopted as version 1.
+                format!(
                     "CREATE TABLE IF NOT EXISTS {table} ( \
                        id TEXT COLLATE \"C\" PRIMARY KEY, \
                        owner TEXT COLLATE \"C\" NOT NULL, \
                        expires_at TIMESTAMPTZ NULL, \
                        version BIGINT NOT NULL, \
                        record JSONB NOT NULL)"
-                )),
-                s(format!(
+                ),
+                format!(
                     "CREATE INDEX IF NOT EXISTS {index_base}_owner_id_idx ON {table} (owner, id)"
-                )),
-                s(format!(
+                ),
+                format!(
                     "CREATE INDEX IF NOT EXISTS {index_base}_expires_at_id_idx \
                      ON {table} (expires_at, id) WHERE expires_at IS NOT NULL"
-                )),
+                ),
+                record_version(table, 1, v1),
             ],
-        }
-    }
-}
-
-fn valid_identifier(part: &str) -> bool {
-    let bytes = part.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_TABLE_NAME
-        && !bytes[0].is_ascii_digit()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-}
-
-fn validate_table(name: &str) -> Result<(), InvalidTableName> {
-    let mut parts = name.split('.');
-    let ok = match (parts.next(), parts.next(), parts.next()) {
-        (Some(table), None, None) => valid_identifier(table),
-        (Some(schema), Some(table), None) => valid_identifier(schema) && valid_identifier(table),
-        _ => false,
-    };
-    if ok { Ok(()) } else { Err(InvalidTableName) }
-}
-
-/// A value the store could not map between Rust and PostgreSQL.
-#[derive(Debug, thiserror::Error)]
-enum MappingError {
-    #[error("record version does not fit in a postgres bigint")]
-    VersionRange,
-    #[error("stored record is not valid json for a key record")]
-    Record(#[source] serde_json::Error),
-    #[error("stored remaining_uses is not an unsigned 64-bit integer")]
-    Remaining,
-    #[error("remaining uses kept rising during decrement")]
-    Unsettled,
-    #[error("the statement did not complete within the store's timeout")]
-    Timeout,
+        },
+        Migration {
+            version: 2,
+            description: v2,
+            statements: vec![
+                format!(
+                    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS last_used_at TIMESTAMPTZ NULL"
+                ),
+                format!(
+                    "UPDATE {table} SET last_used_at = (record->>'last_used_at')::timestamptz \
+                     WHERE jsonb_typeof(record->'last_used_at') = 'string'"
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {index_base}_last_used_at_id_idx \
+                     ON {table} (last_used_at, id)"
+                ),
+                record_version(table, 2, v2),
+            ],
+        },
+    ]
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::unavailable(e)
 }
 
-fn version_param(version: u64) -> Result<i64, StoreError> {
-    i64::try_from(version).map_err(|_| StoreError::unavailable(MappingError::VersionRange))
-}
-
-fn record_json(record: &KeyRecord) -> Result<String, StoreError> {
-    serde_json::to_string(record).map_err(|e| StoreError::unavailable(MappingError::Record(e)))
-}
-
-fn decode_record(row: &PgRow) -> Result<KeyRecord, StoreError> {
+fn decode_row(row: &PgRow) -> Result<KeyRecord, StoreError> {
     let version: i64 = row.try_get(0).map_err(unavailable)?;
     let json: &str = row.try_get(1).map_err(unavailable)?;
-    let mut record: KeyRecord =
-        serde_json::from_str(json).map_err(|e| StoreError::unavailable(MappingError::Record(e)))?;
-    // The column is authoritative for compare-and-set.
-    record.version =
-        u64::try_from(version).map_err(|_| StoreError::unavailable(MappingError::VersionRange))?;
-    Ok(record)
+    decode_record(version, json)
 }
 
-fn parse_remaining(text: Option<&str>) -> Result<u64, StoreError> {
-    text.and_then(|t| t.parse::<u64>().ok())
-        .ok_or_else(|| StoreError::unavailable(MappingError::Remaining))
-}
-
-fn page_of(rows: &[PgRow], limit: usize) -> Result<Page, StoreError> {
-    let mut items = Vec::with_capacity(rows.len().min(limit));
-    for row in rows.iter().take(limit) {
-        items.push(decode_record(row)?);
-    }
-    let next_after = if rows.len() > limit {
-        items.last().map(|r| r.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_after })
-}
-
-fn page_limit(page: &PageRequest) -> usize {
-    page.limit.clamp(1, MAX_PAGE_SIZE)
+fn page_of_rows(rows: &[PgRow], limit: usize) -> Result<Page, StoreError> {
+    let records = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(page_of(records, limit))
 }
 
 impl PgStore {
@@ -359,26 +337,68 @@ impl PgStore {
         &self.pool
     }
 
-    /// Creates the table and its two indexes if they do not exist. Safe to run on every
-    /// start and from several processes at once (it holds a transaction-scoped advisory
-    /// lock).
+    /// Brings the table to the latest schema version, applying the
+    /// [`migrations`](Self::migrations) it lacks, in one transaction. Safe to run on every start and from
+    /// several processes at once: it holds a transaction-scoped advisory lock, so one
+    /// process applies the steps and the others then find nothing to do. A table made by
+    /// keymint before versioned migrations is adopted as version 1 and upgraded.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the server fails or refuses (for example, missing
-    /// privileges).
+    /// privileges), or when the table is at a version newer than this keymint knows
+    /// (nothing is changed then).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keymint.migrate'))")
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        for sql in &self.sql.migrate {
-            sqlx::query(AssertSqlSafe(sql.clone()))
-                .execute(&mut *tx)
+        sqlx::query(AssertSqlSafe(self.sql.version_table.clone()))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let current: Option<i32> =
+            sqlx::query_scalar(AssertSqlSafe(self.sql.current_version.clone()))
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(unavailable)?;
+        for migration in sql::pending(&self.sql.migrations, current.map(i64::from))? {
+            for statement in &migration.statements {
+                sqlx::query(AssertSqlSafe(statement.clone()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
         }
         tx.commit().await.map_err(unavailable)
+    }
+
+    /// The table's schema version: `None` before [`migrate`](Self::migrate) first ran.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the server fails.
+    pub async fn schema_version(&self) -> Result<Option<u32>, StoreError> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("{}_schema", self.table))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if !exists {
+            return Ok(None);
+        }
+        let current: Option<i32> =
+            sqlx::query_scalar(AssertSqlSafe(self.sql.current_version.clone()))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(current.and_then(|v| u32::try_from(v).ok()))
+    }
+
+    /// The schema's steps as SQL for this store's table, for hosts that apply migrations
+    /// with their own tool (then skip [`migrate`](Self::migrate), or keep calling it: it
+    /// finds the recorded versions and does nothing).
+    pub fn migrations(&self) -> &[Migration] {
+        &self.sql.migrations
     }
 
     async fn try_decrement(
@@ -413,6 +433,7 @@ impl PgStore {
             .bind(record.id.as_str())
             .bind(record.owner.as_str())
             .bind(record.attributes.expires_at)
+            .bind(record.last_used_at)
             .bind(version_param(record.version)?)
             .bind(json)
             .execute(&mut *tx)
@@ -433,7 +454,7 @@ impl PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.as_ref().map(decode_record).transpose()
+        row.as_ref().map(decode_row).transpose()
     }
 
     async fn update_unbounded(&self, record: &KeyRecord) -> Result<u64, StoreError> {
@@ -443,6 +464,7 @@ impl PgStore {
             .bind(record.id.as_str())
             .bind(record.owner.as_str())
             .bind(record.attributes.expires_at)
+            .bind(record.last_used_at)
             .bind(version_param(record.version)?)
             .bind(json)
             .fetch_one(&mut *tx)
@@ -512,22 +534,14 @@ impl PgStore {
         if batch.is_empty() {
             return Ok(());
         }
-        // One row per id (the latest time): UPDATE .. FROM applies only one source row per
-        // target row, and which one would be unspecified.
-        let mut latest: Vec<(&KeyId, DateTime<Utc>)> =
-            batch.iter().map(|(id, at)| (id, *at)).collect();
-        latest.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
-        latest.dedup_by(|later, first| later.0 == first.0);
+        let latest = latest_per_id(batch);
         let mut ids = Vec::with_capacity(latest.len());
         let mut ats = Vec::with_capacity(latest.len());
         let mut texts = Vec::with_capacity(latest.len());
         for (id, at) in latest {
             ids.push(id.as_str().to_owned());
             ats.push(at);
-            // chrono's serde form, as `KeyRecord` stores it (RFC 3339, nanoseconds kept).
-            let quoted = serde_json::to_string(&at)
-                .map_err(|e| StoreError::unavailable(MappingError::Record(e)))?;
-            texts.push(quoted.trim_matches('"').to_owned());
+            texts.push(json_time(at)?);
         }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query(AssertSqlSafe(self.sql.last_used.clone()))
@@ -553,7 +567,7 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        page_of(&rows, limit)
+        page_of_rows(&rows, limit)
     }
 
     async fn list_expiring_unbounded(
@@ -571,7 +585,7 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        page_of(&rows, limit)
+        page_of_rows(&rows, limit)
     }
 }
 
@@ -618,39 +632,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_names_that_need_no_quoting_are_accepted() {
-        for name in ["keymint_keys", "_k", "api_keys2", "auth.api_keys"] {
-            assert_eq!(validate_table(name), Ok(()), "{name}");
-        }
-    }
-
-    #[test]
-    fn table_names_that_could_inject_or_need_quoting_are_refused() {
-        let long = "a".repeat(MAX_TABLE_NAME + 1);
-        for name in [
-            "",
-            "1keys",
-            "Keys",
-            "keys;drop table x",
-            "keys\"",
-            "a.b.c",
-            ".keys",
-            "keys.",
-            "ключи",
-            long.as_str(),
-        ] {
-            assert_eq!(validate_table(name), Err(InvalidTableName), "{name:?}");
-        }
-    }
-
-    #[test]
     fn statements_use_the_validated_table_name() {
         let sql = Statements::new("auth.api_keys");
         assert!(sql.insert.contains("INSERT INTO auth.api_keys "));
+        let v1 = &sql.migrations[0].statements;
+        assert!(v1[0].contains("auth.api_keys_schema"));
         assert!(
-            sql.migrate[1].contains("api_keys_owner_id_idx ON auth.api_keys"),
+            v1[2].contains("api_keys_owner_id_idx ON auth.api_keys"),
             "index names are unqualified: {}",
-            sql.migrate[1]
+            v1[2]
         );
+    }
+
+    #[test]
+    fn every_step_records_its_own_version_last() {
+        for (i, step) in migrations("keymint_keys").iter().enumerate() {
+            assert_eq!(step.version as usize, i + 1);
+            let last = step.statements.last().unwrap();
+            assert!(
+                last.starts_with("INSERT INTO keymint_keys_schema")
+                    && last.contains(&format!("VALUES ({},", step.version)),
+                "{last}"
+            );
+        }
     }
 }
