@@ -68,6 +68,7 @@
 #[macro_use]
 mod text;
 
+pub mod audit;
 pub mod cidr;
 pub mod clock;
 pub mod format;

@@ -723,3 +723,52 @@ fn scan_and_regex_know_every_prefix_given() {
         "a prefix is required"
     );
 }
+
+// ---------------------------------------------------------------- audit-verify
+
+#[test]
+fn audit_verify_says_ok_or_where_the_trail_was_tampered_with() {
+    use keymint::audit::{ChainOptions, ChainedLog};
+    let dir = scratch("audit");
+    let path = dir.join("audit.jsonl");
+    let log = ChainedLog::open(&path, ChainOptions::new()).unwrap();
+    for n in 0..3 {
+        keymint::AuditSink::record(
+            &log,
+            &keymint::AuditEvent::Rehashed {
+                id: keymint::KeyId::new(&format!("audit{n:07}")).unwrap(),
+            },
+        );
+    }
+    let head = log.head().unwrap();
+    log.sync().unwrap();
+    let file = path.to_str().unwrap();
+
+    let ok = keymint(&["audit-verify", file], b"", &[]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(
+        ok.stdout,
+        format!("ok 3 entries, head {}:{}\n", head.seq, head.hash)
+    );
+    let anchored = format!("{}:{}", head.seq, head.hash);
+    assert_eq!(
+        keymint(&["audit-verify", file, "--checkpoint", &anchored], b"", &[]).code,
+        0
+    );
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("audit0000001", "audit0000009", 1)).unwrap();
+    let tampered = keymint(&["audit-verify", file], b"", &[]);
+    assert_eq!(tampered.code, 1);
+    assert!(
+        tampered.stdout.starts_with("tampered: line 2:"),
+        "{}",
+        tampered.stdout
+    );
+
+    let bad = keymint(&["audit-verify", file, "--checkpoint", "3:xyz"], b"", &[]);
+    assert_eq!(bad.code, 2);
+    let missing = keymint(&["audit-verify", "/nonexistent/audit.jsonl"], b"", &[]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("cannot open"), "{}", missing.stderr);
+}

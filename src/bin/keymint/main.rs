@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod hashing;
 mod input;
 mod keys;
@@ -50,6 +51,9 @@ enum Command {
     Scan(scan::ScanArgs),
     /// Print one regular expression for keys of the given prefixes (for secret scanners).
     Regex(scan::RegexArgs),
+    /// Verify a hash-chained audit trail (`keymint::audit::ChainedLog`): `ok` or where it
+    /// was tampered with.
+    AuditVerify(audit::AuditVerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => hashing::verify(&args, &mut status),
         Command::Scan(args) => scan::scan(&args, &mut status),
         Command::Regex(args) => scan::regex(&args),
+        Command::AuditVerify(args) => audit::verify(&args, &mut status),
     };
     match result {
         Ok(()) | Err(Failure::Closed) => ExitCode::from(status),

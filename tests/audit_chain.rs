@@ -1,0 +1,316 @@
+//! The hash-chained audit trail: what the keyring writes verifies, and every kind of
+//! tampering (edit, edit with a recomputed hash, drop, insert, reorder, cut, torn write) is
+//! found at its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use keymint::audit::{ChainError, ChainOptions, ChainedLog, Checkpoint, verify_chain};
+use keymint::{
+    Argon2idHasher, HashPolicy, IssueRequest, KeyFormat, Keyring, MemoryStore, VerifyContext,
+};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "keymint-audit-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+    fn file(&self) -> PathBuf {
+        self.0.join("audit.jsonl")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a trail through a real keyring: issues, a failed verification, a revocation.
+/// Answers the keys' plaintexts.
+async fn write_trail(path: &Path, options: ChainOptions) -> (ChainedLog, Vec<String>) {
+    let log = ChainedLog::open(path, options).unwrap();
+    let keyring = Keyring::builder(KeyFormat::new("sk_live").unwrap(), MemoryStore::new())
+        .hashes(HashPolicy::new(
+            Argon2idHasher::builder()
+                .m_cost(64)
+                .t_cost(1)
+                .build()
+                .unwrap(),
+        ))
+        .audit(log.clone())
+        .build()
+        .unwrap();
+    let mut keys = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let issued = keyring
+            .issue(IssueRequest::new(format!("acct_{i}"), "k"))
+            .await
+            .unwrap();
+        keys.push(issued.key.expose_secret().to_owned());
+        ids.push(issued.record.id.clone());
+    }
+    keyring.revoke(&ids[0], "leaked").await.unwrap();
+    assert!(
+        keyring
+            .verify(&keys[0], &VerifyContext::new())
+            .await
+            .is_err()
+    );
+    log.sync().unwrap();
+    (log, keys)
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(path, text).unwrap();
+}
+
+fn verify(path: &Path) -> Result<keymint::audit::VerifyReport, ChainError> {
+    verify_chain(std::fs::File::open(path).unwrap(), None)
+}
+
+#[tokio::test]
+async fn the_keyrings_trail_verifies_and_holds_no_secret() {
+    let dir = TempDir::new("ok");
+    let (log, keys) = write_trail(&dir.file(), ChainOptions::new()).await;
+    let report = verify(&dir.file()).unwrap();
+    // 4 issued, 1 revoked, 1 failed verification.
+    assert_eq!(report.entries, 6);
+    assert_eq!(report.head, log.head());
+    let text = std::fs::read_to_string(dir.file()).unwrap();
+    for key in &keys {
+        let secret = key.rsplit('_').next().unwrap();
+        assert!(!text.contains(secret), "a secret reached the audit trail");
+    }
+    let actions: Vec<String> = lines(&dir.file())
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["entry"]["action"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "issued",
+            "issued",
+            "issued",
+            "issued",
+            "revoked",
+            "verification_failed"
+        ]
+    );
+    assert!(text.contains(r#""outcome":"revoked""#), "{text}");
+}
+
+#[tokio::test]
+async fn an_edited_entry_is_found_at_its_line() {
+    let dir = TempDir::new("edit");
+    write_trail(&dir.file(), ChainOptions::new()).await;
+    let mut all = lines(&dir.file());
+    all[2] = all[2].replace("acct_2", "acct_9");
+    write_lines(&dir.file(), &all);
+    assert!(matches!(
+        verify(&dir.file()),
+        Err(ChainError::Edited { line: 3 })
+    ));
+}
+
+#[tokio::test]
+async fn an_edit_with_a_recomputed_hash_breaks_the_next_link() {
+    use sha2::{Digest, Sha256};
+    let dir = TempDir::new("rehash");
+    write_trail(&dir.file(), ChainOptions::new()).await;
+    let mut all = lines(&dir.file());
+    let mut line: serde_json::Value = serde_json::from_str(&all[1]).unwrap();
+    let entry = line["entry"].to_string().replace("acct_1", "acct_9");
+    let hash: String = Sha256::digest(entry.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    line["hash"] = hash.clone().into();
+    all[1] = format!(r#"{{"hash":"{hash}","entry":{entry}}}"#);
+    write_lines(&dir.file(), &all);
+    assert!(matches!(
+        verify(&dir.file()),
+        Err(ChainError::BrokenLink { line: 3, .. })
+    ));
+}
+
+#[tokio::test]
+async fn dropped_inserted_and_reordered_entries_break_the_chain_where_they_are() {
+    let dir = TempDir::new("order");
+    write_trail(&dir.file(), ChainOptions::new()).await;
+    let all = lines(&dir.file());
+
+    let mut dropped = all.clone();
+    dropped.remove(3);
+    write_lines(&dir.file(), &dropped);
+    assert!(matches!(
+        verify(&dir.file()),
+        Err(ChainError::BrokenLink {
+            line: 4,
+            expected_seq: 4,
+            found_seq: 5
+        })
+    ));
+
+    let mut inserted = all.clone();
+    inserted.insert(2, all[1].clone());
+    write_lines(&dir.file(), &inserted);
+    assert!(matches!(
+        verify(&dir.file()),
+        Err(ChainError::BrokenLink { line: 3, .. })
+    ));
+
+    let mut reordered = all.clone();
+    reordered.swap(1, 2);
+    write_lines(&dir.file(), &reordered);
+    assert!(matches!(
+        verify(&dir.file()),
+        Err(ChainError::BrokenLink { line: 2, .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_cut_end_is_found_against_a_checkpoint_kept_elsewhere() {
+    let dir = TempDir::new("cut");
+    let seen: Arc<Mutex<Vec<Checkpoint>>> = Arc::default();
+    let hook = seen.clone();
+    let options = ChainOptions::new()
+        .checkpoint_every(2)
+        .on_checkpoint(move |cp| hook.lock().unwrap().push(cp.clone()));
+    let (log, _) = write_trail(&dir.file(), options).await;
+    let checkpoints = seen.lock().unwrap().clone();
+    // 6 events, a checkpoint after every 2: 9 entries, checkpoints at 3, 6 and 9.
+    assert_eq!(
+        checkpoints.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        [3, 6, 9]
+    );
+    assert_eq!(log.head().as_ref(), checkpoints.last());
+    let last = checkpoints.last().unwrap();
+    verify_chain(std::fs::File::open(dir.file()).unwrap(), Some(last)).unwrap();
+
+    // Cutting whole lines off the end leaves a valid chain: only the checkpoint tells.
+    let mut all = lines(&dir.file());
+    all.truncate(7);
+    write_lines(&dir.file(), &all);
+    verify(&dir.file()).unwrap();
+    assert!(matches!(
+        verify_chain(std::fs::File::open(dir.file()).unwrap(), Some(last)),
+        Err(ChainError::CheckpointMismatch {
+            last_seq: 7,
+            checkpoint_seq: 9
+        })
+    ));
+    // A checkpoint of another chain (same seq, other hash) is refused too.
+    let forged = Checkpoint {
+        seq: 3,
+        hash: "ab".repeat(32),
+    };
+    assert!(matches!(
+        verify_chain(std::fs::File::open(dir.file()).unwrap(), Some(&forged)),
+        Err(ChainError::CheckpointMismatch { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_torn_last_line_is_refused_then_recovered_explicitly() {
+    let dir = TempDir::new("torn");
+    write_trail(&dir.file(), ChainOptions::new()).await;
+    let full = std::fs::read(dir.file()).unwrap();
+    // A crash in the middle of the last write.
+    let cut = full.len() - 40;
+    std::fs::write(dir.file(), &full[..cut]).unwrap();
+    assert!(matches!(
+        verify(&dir.file()),
+        Err(ChainError::TornTail { line: 6, .. })
+    ));
+    assert!(matches!(
+        ChainedLog::open(dir.file(), ChainOptions::new()),
+        Err(keymint::audit::OpenError::Broken(
+            ChainError::TornTail { .. }
+        ))
+    ));
+    let log = ChainedLog::open_recovering(dir.file(), ChainOptions::new()).unwrap();
+    log.sync().unwrap();
+    let report = verify(&dir.file()).unwrap();
+    assert_eq!(
+        report.entries, 6,
+        "5 complete entries and the recovery note"
+    );
+    let last = lines(&dir.file()).pop().unwrap();
+    assert!(last.contains(r#""action":"recovered""#), "{last}");
+}
+
+#[tokio::test]
+async fn reopening_continues_the_chain() {
+    let dir = TempDir::new("reopen");
+    write_trail(&dir.file(), ChainOptions::new()).await;
+    write_trail(&dir.file(), ChainOptions::new()).await;
+    assert_eq!(verify(&dir.file()).unwrap().entries, 12);
+}
+
+#[test]
+fn malformed_and_oversized_lines_are_refused_without_buffering_them_all() {
+    let dir = TempDir::new("malformed");
+    std::fs::write(dir.file(), "not json\n").unwrap();
+    assert!(matches!(
+        verify(&dir.file()),
+        Err(ChainError::Malformed { line: 1 })
+    ));
+    std::fs::write(dir.file(), format!("{}\n", "x".repeat(10 << 20))).unwrap();
+    assert!(matches!(
+        verify(&dir.file()),
+        Err(ChainError::Malformed { line: 1 })
+    ));
+    std::fs::write(dir.file(), "").unwrap();
+    assert_eq!(verify(&dir.file()).unwrap().entries, 0);
+}
+
+#[test]
+fn concurrent_writers_keep_one_chain() {
+    let dir = TempDir::new("threads");
+    let log = ChainedLog::open(dir.file(), ChainOptions::new().checkpoint_every(7)).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let log = log.clone();
+            scope.spawn(move || {
+                for _ in 0..50 {
+                    keymint::AuditSink::record(
+                        &log,
+                        &keymint::AuditEvent::Rehashed {
+                            id: keymint::KeyId::new(&format!("threadkey{t:03}")).unwrap(),
+                        },
+                    );
+                }
+            });
+        }
+    });
+    log.sync().unwrap();
+    // 200 events and a checkpoint after every 7.
+    assert_eq!(verify(&dir.file()).unwrap().entries, 200 + 200 / 7);
+    assert_eq!(log.write_failures(), 0);
+}
