@@ -179,4 +179,23 @@ pub trait KeyStore: Send + Sync + 'static {
         to: DateTime<Utc>,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page, StoreError>> + Send;
+
+    /// Records not used since `before`: last used earlier than it, or never used and
+    /// created earlier than it; a page at a time, in ascending id order, whatever their
+    /// status. For dormant-key reports across all owners
+    /// ([`Keyring::dormant_keys`](crate::Keyring::dormant_keys)).
+    ///
+    /// Provided: the default answers [`StoreError::Unsupported`], so a store written before
+    /// this method existed keeps compiling (and its dormant reports work per owner only).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend fails.
+    fn list_unused_since(
+        &self,
+        before: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page, StoreError>> + Send {
+        let _ = (before, page);
+        async { Err(StoreError::Unsupported("list_unused_since")) }
+    }
 }

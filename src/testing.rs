@@ -50,7 +50,7 @@ pub mod checks {
         concurrent_decrements_lose_nothing, concurrent_updates_lose_nothing,
         decrement_never_below_zero, duplicate_insert_conflicts, insert_and_get,
         last_used_moves_forward, list_by_owner_pages, list_expiring_window,
-        update_is_compare_and_set,
+        list_unused_since_window, update_is_compare_and_set,
     };
 }
 
@@ -79,7 +79,7 @@ macro_rules! store_conformance {
             insert_and_get, duplicate_insert_conflicts, update_is_compare_and_set,
             decrement_never_below_zero, concurrent_decrements_lose_nothing,
             concurrent_updates_lose_nothing, last_used_moves_forward, list_by_owner_pages,
-            list_expiring_window);
+            list_expiring_window, list_unused_since_window);
     };
 }
 

@@ -623,6 +623,73 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         Ok(page)
     }
 
+    /// Dormant keys: keys that still work but were not used for `idle` (last used before
+    /// now minus `idle`, or never used and issued before it), of `owner` or of every owner
+    /// (`None`), a page at a time in id order. For finding keys to revoke: revoked,
+    /// disabled, expired and rolled keys are left out, so a page may come back short (or
+    /// empty) with a `next_after` to continue from.
+    ///
+    /// Last-used times are written in batches ([`flush_last_used`](Self::flush_last_used)),
+    /// so a key used within the last debounce interval may still read as unused.
+    ///
+    /// ```
+    /// use keymint::{IssueRequest, KeyFormat, Keyring, ManualClock, MemoryStore, PageRequest, TimeDelta};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let clock = ManualClock::default();
+    /// let keyring = Keyring::builder(KeyFormat::new("sk_live")?, MemoryStore::new())
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// let forgotten = keyring.issue(IssueRequest::new("acct_42", "old CI")).await?;
+    /// clock.advance(TimeDelta::days(91));
+    /// let report = keyring.dormant_keys(TimeDelta::days(90), None, &PageRequest::new(100)).await?;
+    /// assert_eq!(report.items[0].id, forgotten.record.id);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`KeyringError::InvalidRequest`] for a negative `idle`; a store failure, including
+    /// [`StoreError::Unsupported`] for an all-owners report
+    /// on a store without [`KeyStore::list_unused_since`].
+    pub async fn dormant_keys(
+        &self,
+        idle: TimeDelta,
+        owner: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page, KeyringError> {
+        if idle < TimeDelta::zero() {
+            return Err(KeyringError::InvalidRequest(
+                "idle must not be negative".into(),
+            ));
+        }
+        let now = self.inner.clock.now();
+        let cutoff = now
+            .checked_sub_signed(idle)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut page = match owner {
+            Some(owner) => {
+                self.inner
+                    .store
+                    .list_by_owner(owner, &clamped(page))
+                    .await?
+            }
+            None => {
+                self.inner
+                    .store
+                    .list_unused_since(cutoff, &clamped(page))
+                    .await?
+            }
+        };
+        page.items.retain(|r| {
+            self.inner.types.get(r.prefix.as_str()).is_some()
+                && r.last_used_at.unwrap_or(r.created_at) < cutoff
+                && r.status == crate::record::KeyStatus::Active
+                && r.successor.is_none()
+                && r.attributes.expires_at.is_none_or(|at| at > now)
+        });
+        Ok(page)
+    }
+
     /// Keys owned by `owner` of one key type and/or environment, a page at a time.
     ///
     /// The store lists by owner; the filter is applied here, reading at most

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// fails closed on this error.
     #[error("store unavailable")]
     Unavailable(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
+    /// The store does not implement this (optional) operation.
+    #[error("the store does not support {0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {

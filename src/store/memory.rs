@@ -15,7 +15,8 @@ use crate::store::StoreError;
 /// Key records in a concurrent hash map, with an owner index for listings.
 ///
 /// For tests, examples and single-process services whose keys may vanish on restart.
-/// Clones share the same records. `list_expiring` scans every record.
+/// Clones share the same records. `list_expiring` and `list_unused_since` scan every
+/// record.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
@@ -175,6 +176,23 @@ impl KeyStore for MemoryStore {
                     .expires_at
                     .is_some_and(|at| from <= at && at < to)
             })
+            .filter(|r| page.after.as_ref().is_none_or(|after| r.id > *after))
+            .map(|r| r.id.clone())
+            .collect();
+        ids.sort_unstable();
+        Ok(self.page_of(ids.into_iter(), page))
+    }
+
+    async fn list_unused_since(
+        &self,
+        before: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        let mut ids: Vec<KeyId> = self
+            .inner
+            .records
+            .iter()
+            .filter(|r| r.last_used_at.unwrap_or(r.created_at) < before)
             .filter(|r| page.after.as_ref().is_none_or(|after| r.id > *after))
             .map(|r| r.id.clone())
             .collect();

@@ -90,6 +90,7 @@ struct Statements {
     last_used: Arc<str>,
     by_owner: Arc<str>,
     expiring: Arc<str>,
+    unused: Arc<str>,
     version_table: Arc<str>,
     current_version: Arc<str>,
     migrations: Vec<Migration>,
@@ -149,6 +150,12 @@ impl Statements {
             expiring: s(format!(
                 "SELECT version, record::text FROM {table} \
                  WHERE expires_at >= $1 AND expires_at < $2 AND id > $3 ORDER BY id LIMIT $4"
+            )),
+            unused: s(format!(
+                "SELECT version, record::text FROM {table} \
+                 WHERE (last_used_at < $1 OR (last_used_at IS NULL \
+                        AND (record->>'created_at')::timestamptz < $1)) \
+                   AND id > $2 ORDER BY id LIMIT $3"
             )),
             version_table: s(version_table_sql(table)),
             current_version: s(format!("SELECT max(version) FROM {table}_schema")),
@@ -624,6 +631,25 @@ impl KeyStore for PgStore {
     ) -> Result<Page, StoreError> {
         self.bounded(self.list_expiring_unbounded(from, to, page))
             .await
+    }
+
+    async fn list_unused_since(
+        &self,
+        before: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        let limit = page_limit(page);
+        self.bounded(async {
+            let rows = sqlx::query(AssertSqlSafe(self.sql.unused.clone()))
+                .bind(before)
+                .bind(page.after.as_ref().map_or("", KeyId::as_str))
+                .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            page_of_rows(&rows, limit)
+        })
+        .await
     }
 }
 

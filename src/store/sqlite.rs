@@ -85,6 +85,7 @@ struct Statements {
     write_back: Arc<str>,
     by_owner: Arc<str>,
     expiring: Arc<str>,
+    unused: Arc<str>,
     version_table: Arc<str>,
     current_version: Arc<str>,
     migrations: Vec<Migration>,
@@ -118,6 +119,13 @@ impl Statements {
             expiring: s(format!(
                 "SELECT version, record FROM {table} \
                  WHERE expires_at >= ?1 AND expires_at < ?2 AND id > ?3 ORDER BY id LIMIT ?4"
+            )),
+            // Creation times come from the record, read to the millisecond.
+            unused: s(format!(
+                "SELECT version, record FROM {table} \
+                 WHERE (last_used_at < ?1 OR (last_used_at IS NULL AND \
+                        unixepoch(json_extract(record, '$.created_at'), 'subsec') * 1000000 < ?1)) \
+                   AND id > ?2 ORDER BY id LIMIT ?3"
             )),
             version_table: s(version_table_sql(table)),
             current_version: s(format!("SELECT max(version) FROM {table}_schema")),
@@ -575,6 +583,25 @@ impl KeyStore for SqliteStore {
             let rows = sqlx::query(AssertSqlSafe(self.sql.expiring.clone()))
                 .bind(micros(from))
                 .bind(micros(to))
+                .bind(page.after.as_ref().map_or("", KeyId::as_str))
+                .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            page_of_rows(&rows, limit)
+        })
+        .await
+    }
+
+    async fn list_unused_since(
+        &self,
+        before: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        let limit = page_limit(page);
+        self.bounded(async {
+            let rows = sqlx::query(AssertSqlSafe(self.sql.unused.clone()))
+                .bind(micros(before))
                 .bind(page.after.as_ref().map_or("", KeyId::as_str))
                 .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
                 .fetch_all(&self.pool)

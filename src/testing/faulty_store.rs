@@ -30,10 +30,12 @@ pub enum StoreOp {
     ListByOwner,
     /// [`KeyStore::list_expiring`].
     ListExpiring,
+    /// [`KeyStore::list_unused_since`].
+    ListUnusedSince,
 }
 
 impl StoreOp {
-    const ALL: [StoreOp; 7] = [
+    const ALL: [StoreOp; 8] = [
         StoreOp::Insert,
         StoreOp::Get,
         StoreOp::Update,
@@ -41,6 +43,7 @@ impl StoreOp {
         StoreOp::RecordLastUsed,
         StoreOp::ListByOwner,
         StoreOp::ListExpiring,
+        StoreOp::ListUnusedSince,
     ];
 
     fn index(self) -> usize {
@@ -261,6 +264,17 @@ impl<S: KeyStore> KeyStore for FaultyStore<S> {
     ) -> Result<Page, StoreError> {
         let fault = self.enter(StoreOp::ListExpiring)?;
         let result = self.inner.list_expiring(from, to, page).await;
+        self.leave(fault).await?;
+        result
+    }
+
+    async fn list_unused_since(
+        &self,
+        before: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        let fault = self.enter(StoreOp::ListUnusedSince)?;
+        let result = self.inner.list_unused_since(before, page).await;
         self.leave(fault).await?;
         result
     }

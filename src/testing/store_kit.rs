@@ -110,6 +110,7 @@ pub async fn run_store_conformance<S: KeyStore + Clone>(store: S) {
     last_used_moves_forward(&store).await;
     list_by_owner_pages(&store).await;
     list_expiring_window(&store).await;
+    list_unused_since_window(&store).await;
 }
 
 /// An inserted record reads back unchanged; a missing id reads as `None`.
@@ -438,5 +439,72 @@ pub async fn list_expiring_window<S: KeyStore>(store: &S) {
     assert_eq!(
         ids, inside,
         "list_expiring must return records with expires_at in [from, to)"
+    );
+}
+
+/// `list_unused_since` returns the records last used before the cutoff, and those never
+/// used and created before it, in id order; a store that answers
+/// [`StoreError::Unsupported`] (the trait's default) passes, as the method is optional.
+pub async fn list_unused_since_window<S: KeyStore>(store: &S) {
+    let owner = unique_owner("idle");
+    let cutoff = base_time() + TimeDelta::days(30);
+    let cases = [
+        // (last used, created, dormant?)
+        (
+            Some(cutoff - TimeDelta::days(1)),
+            cutoff - TimeDelta::days(400),
+            true,
+        ),
+        (
+            Some(cutoff + TimeDelta::hours(1)),
+            cutoff - TimeDelta::days(400),
+            false,
+        ),
+        (None, cutoff - TimeDelta::days(1), true),
+        (None, cutoff + TimeDelta::days(1), false),
+        // Used after the cutoff, though created long before: not dormant.
+        (
+            Some(cutoff + TimeDelta::days(2)),
+            cutoff - TimeDelta::days(3),
+            false,
+        ),
+    ];
+    let mut dormant = Vec::new();
+    for (last_used, created, idle) in cases {
+        let mut record = sample_record(&owner);
+        record.created_at = created;
+        record.last_used_at = last_used;
+        store.insert(&record).await.expect("insert");
+        if idle {
+            dormant.push(record.id);
+        }
+    }
+    dormant.sort();
+    let mut page = PageRequest::new(2);
+    let mut found = Vec::new();
+    loop {
+        let got = match store.list_unused_since(cutoff, &page).await {
+            Err(StoreError::Unsupported(_)) => return,
+            other => other.expect("list unused since"),
+        };
+        let ids: Vec<&KeyId> = got.items.iter().map(|r| &r.id).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "list_unused_since must return pages in ascending id order"
+        );
+        found.extend(
+            got.items
+                .into_iter()
+                .filter(|r| r.owner == owner)
+                .map(|r| r.id),
+        );
+        match got.next_after {
+            Some(after) => page = PageRequest::new(2).after(after),
+            None => break,
+        }
+    }
+    assert_eq!(
+        found, dormant,
+        "list_unused_since must return records last used (or, never used, created) before the cutoff"
     );
 }
