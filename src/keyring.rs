@@ -120,6 +120,8 @@ struct Inner<S, L> {
     gate: hash_gate::HashGate,
     hashes: HashPolicy,
     clock: SharedClock,
+    /// The hot path's metric handles (nothing without the `metrics` feature).
+    metrics: crate::metrics::Handles,
     cache: Option<cache::VerifiedCache>,
     rotation_grace: TimeDelta,
     last_used: last_used::LastUsed,

@@ -79,6 +79,7 @@ pub mod hash;
 pub mod http;
 pub mod invalidation;
 pub mod keyring;
+pub mod metrics;
 pub mod origin;
 pub mod random;
 pub mod ratelimit;

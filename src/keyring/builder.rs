@@ -359,6 +359,7 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
                     .map(|p| super::throttle::Throttle::new(p, config.clock.clone())),
                 hashes: config.hashes,
                 clock: config.clock,
+                metrics: crate::metrics::Handles::new(),
                 cache,
                 rotation_grace: config.rotation_grace,
                 last_used: LastUsed::new(config.last_used_debounce),

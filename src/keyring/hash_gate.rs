@@ -97,7 +97,8 @@ struct Inside(Arc<GateInner>);
 
 impl Drop for Inside {
     fn drop(&mut self) {
-        self.0.inside.fetch_sub(1, Ordering::AcqRel);
+        let before = self.0.inside.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::uncached_in_flight(before.saturating_sub(1));
     }
 }
 
@@ -127,10 +128,12 @@ impl HashGate {
     /// Waits for a slot, or refuses at once when `concurrency + max_waiting` verifications
     /// are already inside.
     pub(crate) async fn enter(&self) -> Result<Slot, GateError> {
-        if self.inner.inside.fetch_add(1, Ordering::AcqRel) >= self.inner.capacity {
+        let before = self.inner.inside.fetch_add(1, Ordering::AcqRel);
+        if before >= self.inner.capacity {
             self.inner.inside.fetch_sub(1, Ordering::AcqRel);
             return Err(GateError::Overloaded);
         }
+        crate::metrics::uncached_in_flight(before + 1);
         let inside = Inside(self.inner.clone());
         #[cfg(feature = "tokio")]
         let permit = self

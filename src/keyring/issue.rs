@@ -479,6 +479,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             match self.inner.store.insert(&record).await {
                 Ok(()) => {
                     tracing::info!(key_id = %record.id, hint = %record.hint, owner = %record.owner, "api key issued");
+                    crate::metrics::key_event("issued");
                     self.audit(|| super::AuditEvent::Issued {
                         id: record.id.clone(),
                         hint: record.hint.clone(),

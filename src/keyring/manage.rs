@@ -324,6 +324,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             })
             .await?;
         tracing::info!(key_id = %id, "api key revoked");
+        crate::metrics::key_event("revoked");
         self.audit(|| AuditEvent::Revoked {
             id: id.clone(),
             reason: reason.to_owned(),
@@ -532,6 +533,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                     self.changed(id);
                     let old_expires_at = linked.attributes.expires_at.unwrap_or(cutoff);
                     tracing::info!(key_id = %id, successor = %new_id, "api key rotated");
+                    crate::metrics::key_event("rotated");
                     self.audit(|| AuditEvent::Rotated {
                         old: id.clone(),
                         new: new_id.clone(),

@@ -14,6 +14,7 @@ use crate::clock::Clock as _;
 use crate::format::{KeyId, ParsedKey};
 use crate::hash::Verdict;
 use crate::keyring::VerifyError;
+use crate::metrics::{self, VerifyPath};
 use crate::ratelimit::RateLimitDenial;
 use crate::ratelimit::{Credits, Decision, Policy, RateLimitError, RateLimitHeaders, RateLimiter};
 use crate::record::{Environment, KeyKind, KeyRecord, KeyStatus};
@@ -80,7 +81,10 @@ fn check_origin(
 
 fn gate_refusal(error: GateError) -> Refusal {
     match error {
-        GateError::Overloaded => Refusal::Overloaded,
+        GateError::Overloaded => {
+            metrics::uncached_overloaded();
+            Refusal::Overloaded
+        }
         GateError::Failed(e) => Refusal::Internal(e),
     }
 }
@@ -248,14 +252,39 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         presented: &str,
         ctx: &VerifyContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
+        let began = self.inner.clock.now_unix_nanos();
         let now = self.inner.clock.now();
         let (parsed, key_type) = match self.inner.types.parse_shared(presented) {
             Ok(found) => found,
-            Err(e) => return Err(self.refuse(None, Refusal::from_parse(e), ctx, now)),
+            Err(e) => {
+                let error = self.refuse(None, Refusal::from_parse(e), ctx, now);
+                self.inner.metrics.verification(
+                    error.code(),
+                    VerifyPath::Rejected,
+                    began,
+                    self.inner.clock.now_unix_nanos(),
+                );
+                return Err(error);
+            }
         };
-        match self.check(presented, &parsed, key_type, ctx, now).await {
-            Ok(verified) => Ok(verified),
-            Err(refusal) => Err(self.refuse(Some(parsed.id()), refusal, ctx, now)),
+        let mut path = VerifyPath::Rejected;
+        match self
+            .check(presented, &parsed, key_type, ctx, now, &mut path)
+            .await
+        {
+            Ok(verified) => {
+                let ended = self.inner.clock.now_unix_nanos();
+                self.inner.metrics.verification("ok", path, began, ended);
+                Ok(verified)
+            }
+            Err(refusal) => {
+                let error = self.refuse(Some(parsed.id()), refusal, ctx, now);
+                let ended = self.inner.clock.now_unix_nanos();
+                self.inner
+                    .metrics
+                    .verification(error.code(), path, began, ended);
+                Err(error)
+            }
         }
     }
 
@@ -267,9 +296,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         key_type: &Arc<KeyType>,
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
+        path: &mut VerifyPath,
     ) -> Result<VerifiedKey, Refusal> {
         let key = self
-            .authenticate(presented, parsed, key_type, ctx, now)
+            .authenticate(presented, parsed, key_type, ctx, now, path)
             .await?;
         let record = &key.record;
 
@@ -338,18 +368,24 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         key_type: &Arc<KeyType>,
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
+        path: &mut VerifyPath,
     ) -> Result<Arc<Authenticated>, Refusal> {
         let digest = self.inner.cache.as_ref().map(|c| c.digest(presented));
         let generation = self.inner.cache.as_ref().map_or(0, |c| c.generation());
-        if let (Some(cache), Some(digest)) = (&self.inner.cache, &digest)
-            && let Some(key) = cache.get(parsed.id(), digest, now)
-        {
-            // The digest covers the whole key, prefix included, so this holds for every
-            // hit; checked anyway, since a moved key must never ride on a cache entry.
-            if key.record.prefix.as_str() == parsed.prefix() {
-                return Ok(key);
+        if let (Some(cache), Some(digest)) = (&self.inner.cache, &digest) {
+            if let Some(key) = cache.get(parsed.id(), digest, now) {
+                // The digest covers the whole key, prefix included, so this holds for
+                // every hit; checked anyway, since a moved key must never ride on a cache
+                // entry.
+                if key.record.prefix.as_str() == parsed.prefix() {
+                    self.inner.metrics.cache_lookup(true);
+                    *path = VerifyPath::Cached;
+                    return Ok(key);
+                }
             }
+            self.inner.metrics.cache_lookup(false);
         }
+        *path = VerifyPath::Uncached;
 
         let reservation = self.throttle_reserve(ctx)?;
         let checked = self
@@ -404,12 +440,14 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let work = async move {
             let _slot = slot;
             let hashes = keyring.inner.hashes.clone();
+            let lookup = metrics::Timer::start();
             let stored = keyring
                 .inner
                 .store
                 .get(&id)
                 .await
                 .map_err(Refusal::StoreUnavailable)?;
+            metrics::store_lookup(lookup);
             let Some(record) = stored else {
                 // Same work as a wrong secret, so timing does not reveal which ids exist.
                 let secret = secret.clone();
@@ -420,10 +458,12 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             };
             let stored_hash = record.hash.clone();
             let check_secret = secret.clone();
+            let hashing = metrics::Timer::start();
             let verdict =
                 run_blocking(move || hashes.verify(check_secret.as_bytes(), stored_hash.as_str()))
                     .await
                     .map_err(Refusal::Internal)?;
+            metrics::hash(hashing);
             match verdict {
                 Ok(Verdict::Match { needs_rehash }) => Ok((record, secret, needs_rehash)),
                 Ok(Verdict::Mismatch) => Err(Refusal::WrongSecret),
@@ -471,7 +511,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             .await
         {
             Ok(decision) if decision.allowed => Ok(Some((policy, decision))),
-            Ok(decision) => Err(Refusal::RateLimited(RateLimitDenial::new(policy, decision))),
+            Ok(decision) => {
+                metrics::rate_limit_denial(policy.name());
+                Err(Refusal::RateLimited(RateLimitDenial::new(policy, decision)))
+            }
             Err(e @ RateLimitError::CostTooHigh { .. }) => Err(Refusal::InvalidCost(e)),
             Err(e) => Err(Refusal::LimiterUnavailable(e)),
         }
@@ -598,6 +641,11 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             && let Some(throttle) = &self.inner.throttle
         {
             throttle.charge(ctx.client_ip);
+        }
+        match &refusal {
+            Refusal::StoreUnavailable(_) => metrics::store_error(),
+            Refusal::LimiterUnavailable(_) => metrics::limiter_error(),
+            _ => {}
         }
         let reason = refusal.reason();
         let failure = refusal.is_failure();
