@@ -27,6 +27,7 @@
 //! Every authentication failure (malformed, unknown id, wrong secret, wrong prefix or type)
 //! is charged to the failed-attempt throttle.
 
+mod anomaly;
 mod builder;
 mod cache;
 mod error;
@@ -45,6 +46,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 
+pub use anomaly::{Anomaly, AnomalyConfig};
 pub use builder::{
     ConfigError, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, DEFAULT_LAST_USED_DEBOUNCE,
     DEFAULT_ROTATION_GRACE, DefaultLimiter, IntoRateLimiter, KeyringBuilder, KeyringMemoryLimiter,
@@ -122,6 +124,7 @@ struct Inner<S, L> {
     clock: SharedClock,
     /// The hot path's metric handles (nothing without the `metrics` feature).
     metrics: crate::metrics::Handles,
+    anomalies: Option<anomaly::AnomalyDetector>,
     cache: Option<cache::VerifiedCache>,
     rotation_grace: TimeDelta,
     last_used: last_used::LastUsed,

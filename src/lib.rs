@@ -102,9 +102,9 @@ pub use hash::{
 };
 pub use invalidation::CacheInvalidation;
 pub use keyring::{
-    AuditEvent, AuditSink, FailureReason, IssueRequest, IssuedKey, KeyFilter, KeyType, KeyTypes,
-    KeyUpdate, Keyring, KeyringBuilder, KeyringError, MemoryKeyring, SelfServiceAction,
-    VerifiedKey, VerifyContext, VerifyError,
+    Anomaly, AnomalyConfig, AuditEvent, AuditSink, FailureReason, IssueRequest, IssuedKey,
+    KeyFilter, KeyType, KeyTypes, KeyUpdate, Keyring, KeyringBuilder, KeyringError, MemoryKeyring,
+    SelfServiceAction, VerifiedKey, VerifyContext, VerifyError,
 };
 pub use origin::{AllowedOrigin, OriginError};
 pub use random::RngError;

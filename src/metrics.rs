@@ -84,8 +84,7 @@ impl Timer {
     }
 }
 
-/// Every outcome a verification can have: `ok` and each [`VerifyError::code`]
-/// (crate::VerifyError::code).
+/// Every outcome a verification can have: `ok` and each `VerifyError::code`.
 #[cfg(feature = "metrics")]
 const OUTCOMES: [&str; 22] = [
     "ok",

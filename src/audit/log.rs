@@ -397,6 +397,26 @@ impl AuditSink for ChainedLog {
                 json!({ "owner": owner, "action": self_service(*action), "successor": successor }),
                 Some(*at),
             ),
+            AuditEvent::Anomaly {
+                id,
+                anomaly,
+                client_ip,
+                at,
+            } => (
+                "anomaly",
+                None,
+                Some(id.to_string()),
+                match anomaly {
+                    crate::keyring::Anomaly::RateSpike {
+                        per_minute,
+                        usual_per_minute,
+                    } => json!({ "kind": "rate_spike", "per_minute": per_minute,
+                                 "usual_per_minute": usual_per_minute, "client_ip": ip(*client_ip) }),
+                    crate::keyring::Anomaly::NewNetwork { network } => json!({
+                        "kind": "new_network", "network": network, "client_ip": ip(*client_ip) }),
+                },
+                Some(*at),
+            ),
             AuditEvent::Rehashed { id } => {
                 ("rehashed", None, Some(id.to_string()), json!({}), None)
             }

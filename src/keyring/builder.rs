@@ -59,6 +59,7 @@ struct Config {
     invalidation: Option<Arc<dyn CacheInvalidation>>,
     roles: Roles,
     uncached_concurrency: Option<(usize, usize)>,
+    anomalies: Option<super::AnomalyConfig>,
 }
 
 /// The default rate limiter of a [`KeyringBuilder`]: a [`MemoryLimiter`] that
@@ -150,6 +151,7 @@ impl<S: KeyStore> KeyringBuilder<S> {
                 invalidation: None,
                 roles: Roles::new(),
                 uncached_concurrency: None,
+                anomalies: None,
             },
         }
     }
@@ -204,6 +206,15 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
     /// Where audit events go.
     pub fn audit(mut self, sink: impl AuditSink) -> Self {
         self.config.audit = Some(Arc::new(sink));
+        self
+    }
+
+    /// Watches verified keys for unusual use (a sudden rise in a key's rate, a network it
+    /// has not been seen from) and sends an [`AuditEvent::Anomaly`](super::AuditEvent::Anomaly)
+    /// to the audit sink for each. Off by default; see [`AnomalyConfig`](super::AnomalyConfig)
+    /// for what it detects and what it cannot. Costs a map lookup per verification.
+    pub fn anomaly_detection(mut self, config: super::AnomalyConfig) -> Self {
+        self.config.anomalies = Some(config);
         self
     }
 
@@ -360,6 +371,7 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
                 hashes: config.hashes,
                 clock: config.clock,
                 metrics: crate::metrics::Handles::new(),
+                anomalies: config.anomalies.map(super::anomaly::AnomalyDetector::new),
                 cache,
                 rotation_grace: config.rotation_grace,
                 last_used: LastUsed::new(config.last_used_debounce),

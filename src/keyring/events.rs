@@ -110,6 +110,19 @@ pub enum AuditEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A verified key's use looked unusual (see
+    /// [`KeyringBuilder::anomaly_detection`](super::KeyringBuilder::anomaly_detection)): a
+    /// hint to alert on, never a refusal.
+    Anomaly {
+        /// The key used.
+        id: KeyId,
+        /// What looked unusual.
+        anomaly: super::Anomaly,
+        /// The client's address, when known.
+        client_ip: Option<IpAddr>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A key's stored hash was upgraded to the current hasher.
     Rehashed {
         /// The key.

@@ -346,6 +346,17 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let remaining_uses = self.spend_credits(&key, cost, now).await?;
 
         self.note_use(&record.id, now).await;
+        if let Some(detector) = &self.inner.anomalies {
+            for anomaly in detector.observe(record.lineage(), ctx.client_ip, now) {
+                tracing::info!(key_id = %record.id, ?anomaly, "unusual api key use");
+                self.audit(|| AuditEvent::Anomaly {
+                    id: record.id.clone(),
+                    anomaly,
+                    client_ip: ctx.client_ip,
+                    at: now,
+                });
+            }
+        }
         tracing::debug!(key_id = %record.id, "api key verified");
         Ok(VerifiedKey {
             key,
