@@ -216,6 +216,23 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     }
 }
 
+impl<S: KeyStore, L: RateLimiter> crate::invalidation::InvalidationTarget for Keyring<S, L> {
+    fn invalidate(&self, id: &crate::KeyId) {
+        self.invalidate_cached(id);
+    }
+
+    fn invalidate_all(&self) {
+        self.invalidate_all_cached();
+    }
+
+    fn publishing_origin(&self) -> Option<u64> {
+        self.inner
+            .invalidation
+            .as_ref()
+            .and_then(|bus| bus.origin())
+    }
+}
+
 impl<S, L> std::fmt::Debug for Keyring<S, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
