@@ -169,6 +169,16 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
     }
 
+    /// Drops every cached verification in this process: the next verification of each key
+    /// reads the store. Invalidation listeners call it whenever they (re)subscribe, since
+    /// messages sent while they were disconnected are lost. A verification that read the
+    /// store before the flush does not cache what it read.
+    pub fn invalidate_all_cached(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate_all();
+        }
+    }
+
     /// Sends `event` to the keyring's audit sink, if it has one: for layers above the
     /// keyring (the self-service router) that act on its keys and must leave a trail.
     pub fn record_event(&self, event: AuditEvent) {
@@ -209,6 +219,23 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         if let Some(bus) = &self.inner.invalidation {
             bus.publish(id);
         }
+    }
+}
+
+impl<S: KeyStore, L: RateLimiter> crate::invalidation::InvalidationTarget for Keyring<S, L> {
+    fn invalidate(&self, id: &crate::KeyId) {
+        self.invalidate_cached(id);
+    }
+
+    fn invalidate_all(&self) {
+        self.invalidate_all_cached();
+    }
+
+    fn publishing_origin(&self) -> Option<u64> {
+        self.inner
+            .invalidation
+            .as_ref()
+            .and_then(|bus| bus.origin())
     }
 }
 

@@ -45,6 +45,7 @@
 //! | [`ratelimit`] | [`Quota`], [`Policy`], [`Decision`], the [`RateLimiter`] trait, the in-memory GCRA limiter, credits, `RateLimit` header values, Redis |
 //! | [`record`] | [`KeyRecord`], what a store holds for each key |
 //! | [`store`] | the [`KeyStore`] trait and its contract, [`MemoryStore`], `PgStore` |
+//! | [`invalidation`] | fleet-wide cache invalidation: the [`CacheInvalidation`] hook, `PgInvalidation` (LISTEN/NOTIFY) and `RedisInvalidation` (pub/sub) |
 //! | [`keyring`] | [`Keyring`]: issue, verify, revoke, rotate, update, list; cache, audit events |
 //! | [`clock`] | the [`Clock`] trait, the one source of time ([`ManualClock`] for tests) |
 //! | `testing` | conformance kits and fault wrappers for your own backends (feature `testing`) |
@@ -57,8 +58,8 @@
 //! | `tokio` | yes | hashing on tokio's blocking pool, background last-used and rehash writes |
 //! | `cli` | no | the `keymint` command-line tool |
 //! | `testing` | no | `keymint::testing`: the store conformance kit and `FaultyStore` |
-//! | `redis` | no | `ratelimit::RedisLimiter`: fleet-wide rate limits |
-//! | `postgres` | no | `store::PgStore`: key records in PostgreSQL |
+//! | `redis` | no | `ratelimit::RedisLimiter`: fleet-wide rate limits; `invalidation::redis` |
+//! | `postgres` | no | `store::PgStore`: key records in PostgreSQL; `invalidation::postgres` |
 //! | `tower` | no | `keymint::http`: the tower layer that authenticates requests |
 //! | `axum` | no | `tower` plus the `VerifiedKey` extractors |
 #![forbid(unsafe_code)]

@@ -137,6 +137,14 @@ impl VerifiedCache {
         self.entries.remove(id);
     }
 
+    /// Drops every entry. The generation is bumped first, so a verification that read the
+    /// store before the flush and inserts after it removes its entry again (see
+    /// [`insert`](Self::insert)); one that inserts before the flush is cleared by it.
+    pub(crate) fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
+    }
+
     /// Drops expired entries, at most once a second so a full cache does not rescan on
     /// every miss.
     fn sweep(&self, now: DateTime<Utc>) {

@@ -65,3 +65,83 @@ async fn a_revocation_during_rotation_wins() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_full_flush_during_a_verification_is_not_undone_by_the_cache() {
+    use keymint::KeyStore as _;
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret().to_owned();
+
+    f.store.inject(StoreOp::Get, Fault::Pause);
+    let racing = {
+        let keyring = f.keyring.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            keyring
+                .verify(&key, &VerifyContext::new())
+                .await
+                .map(|_| ())
+        })
+    };
+    f.store.wait_paused().await; // the verification holds the pre-revocation record
+    // Another process revokes the key (straight in the store: nothing here is told), and a
+    // reconnecting invalidation listener flushes the whole cache.
+    let inner = f.store.inner();
+    let mut record = inner.get(&issued.record.id).await.unwrap().unwrap();
+    record.status = KeyStatus::Revoked;
+    inner.update(&record).await.unwrap();
+    f.keyring.invalidate_all_cached();
+    f.store.release();
+    let _ = racing.await.unwrap();
+    // What the in-flight verification read before the flush must not have been cached.
+    assert!(matches!(
+        f.keyring.verify(&key, &ctx()).await,
+        Err(VerifyError::Revoked)
+    ));
+}
+
+#[tokio::test]
+async fn a_full_flush_drops_every_cached_key() {
+    use keymint::KeyStore as _;
+    let f = fixture();
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        let issued = f
+            .keyring
+            .issue(IssueRequest::new("a", format!("k{i}")))
+            .await
+            .unwrap();
+        f.keyring
+            .verify(issued.key.expose_secret(), &ctx())
+            .await
+            .unwrap();
+        keys.push(issued);
+    }
+    let reads = f.store.calls(StoreOp::Get);
+    for issued in &keys {
+        f.keyring
+            .verify(issued.key.expose_secret(), &ctx())
+            .await
+            .unwrap();
+    }
+    assert_eq!(f.store.calls(StoreOp::Get), reads, "all three cached");
+    // Revoked behind the keyring's back: the cache keeps serving them until the flush.
+    for issued in &keys {
+        let inner = f.store.inner();
+        let mut record = inner.get(&issued.record.id).await.unwrap().unwrap();
+        record.status = KeyStatus::Revoked;
+        inner.update(&record).await.unwrap();
+        f.keyring
+            .verify(issued.key.expose_secret(), &ctx())
+            .await
+            .unwrap();
+    }
+    f.keyring.invalidate_all_cached();
+    for issued in &keys {
+        assert!(matches!(
+            f.keyring.verify(issued.key.expose_secret(), &ctx()).await,
+            Err(VerifyError::Revoked)
+        ));
+    }
+}
