@@ -125,6 +125,7 @@ struct Inner<S, L> {
     /// The hot path's metric handles (nothing without the `metrics` feature).
     metrics: crate::metrics::Handles,
     anomalies: Option<anomaly::AnomalyDetector>,
+    usage: Option<crate::usage::UsageRecorder>,
     cache: Option<cache::VerifiedCache>,
     rotation_grace: TimeDelta,
     last_used: last_used::LastUsed,

@@ -90,6 +90,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+pub mod usage;
 
 pub use chrono::{self, DateTime, TimeDelta, Utc};
 pub use cidr::{Cidr, CidrError};

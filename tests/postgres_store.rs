@@ -431,7 +431,7 @@ async fn a_table_at_the_first_schema_version_is_upgraded_in_place() {
     .expect("v1 row");
 
     store.migrate().await.expect("upgrade");
-    assert_eq!(store.schema_version().await.expect("version"), Some(2));
+    assert_eq!(store.schema_version().await.expect("version"), Some(3));
     let column: Option<DateTime<Utc>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT last_used_at FROM {} WHERE id = $1",
         store.table_name()
@@ -473,7 +473,7 @@ async fn two_processes_migrating_at_once_both_succeed_and_a_newer_schema_is_refu
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     ra.expect("first");
     rb.expect("second");
-    assert_eq!(a.schema_version().await.expect("version"), Some(2));
+    assert_eq!(a.schema_version().await.expect("version"), Some(3));
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {table}_schema (version, description) VALUES (99, 'future')"
     )))

@@ -178,9 +178,9 @@ async fn a_database_at_the_first_schema_version_is_upgraded_in_place() {
     .unwrap();
 
     store.migrate().await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), Some(2));
+    assert_eq!(store.schema_version().await.unwrap(), Some(3));
     store.migrate().await.unwrap(); // and again: nothing to do
-    assert_eq!(store.schema_version().await.unwrap(), Some(2));
+    assert_eq!(store.schema_version().await.unwrap(), Some(3));
 
     // The new column was backfilled from the record (to the millisecond).
     let column: Option<i64> =
@@ -211,12 +211,12 @@ async fn two_processes_migrating_at_once_both_succeed() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     ra.unwrap();
     rb.unwrap();
-    assert_eq!(a.schema_version().await.unwrap(), Some(2));
+    assert_eq!(a.schema_version().await.unwrap(), Some(3));
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM keymint_keys_schema")
         .fetch_one(a.pool())
         .await
         .unwrap();
-    assert_eq!(rows, 2, "each version recorded once");
+    assert_eq!(rows, 3, "each version recorded once");
 }
 
 #[tokio::test]

@@ -60,7 +60,12 @@ struct Config {
     roles: Roles,
     uncached_concurrency: Option<(usize, usize)>,
     anomalies: Option<super::AnomalyConfig>,
+    usage: Option<UsageFactory>,
 }
+
+/// Makes the usage recorder once the keyring's clock is known.
+type UsageFactory =
+    Box<dyn FnOnce(chrono::DateTime<chrono::Utc>) -> crate::usage::UsageRecorder + Send>;
 
 /// The default rate limiter of a [`KeyringBuilder`]: a [`MemoryLimiter`] that
 /// [`build`](KeyringBuilder::build) creates on the keyring's own clock, so a keyring built
@@ -152,6 +157,7 @@ impl<S: KeyStore> KeyringBuilder<S> {
                 roles: Roles::new(),
                 uncached_concurrency: None,
                 anomalies: None,
+                usage: None,
             },
         }
     }
@@ -215,6 +221,24 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
     /// for what it detects and what it cannot. Costs a map lookup per verification.
     pub fn anomaly_detection(mut self, config: super::AnomalyConfig) -> Self {
         self.config.anomalies = Some(config);
+        self
+    }
+
+    /// Counts each request of a known key per UTC day and outcome (see
+    /// [`keymint::usage`](crate::usage)) and writes the counts to `store` in batches, at
+    /// most once per `flush_interval` (and on
+    /// [`Keyring::flush_usage`](super::Keyring::flush_usage)): a verification costs a map
+    /// update, never a write. Counts not yet written are lost if the process dies; call
+    /// `flush_usage` on shutdown.
+    pub fn usage(
+        mut self,
+        store: impl crate::usage::UsageStore,
+        flush_interval: TimeDelta,
+    ) -> Self {
+        let secs = flush_interval.num_seconds();
+        self.config.usage = Some(Box::new(move |now| {
+            crate::usage::UsageRecorder::new(store, secs, now)
+        }));
         self
     }
 
@@ -358,6 +382,10 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
         // as long as a wrong secret, and a failure here would silently drop the padding.
         config.hashes.prepare_dummy()?;
         let limiter = self.limiter.into_rate_limiter(&config.clock);
+        let built_at = {
+            use crate::clock::Clock as _;
+            config.clock.now()
+        };
         Ok(Keyring {
             inner: Arc::new(Inner {
                 types: config.types,
@@ -372,6 +400,7 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
                 clock: config.clock,
                 metrics: crate::metrics::Handles::new(),
                 anomalies: config.anomalies.map(super::anomaly::AnomalyDetector::new),
+                usage: config.usage.map(|make| make(built_at)),
                 cache,
                 rotation_grace: config.rotation_grace,
                 last_used: LastUsed::new(config.last_used_debounce),

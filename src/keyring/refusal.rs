@@ -112,6 +112,33 @@ impl Refusal {
         )
     }
 
+    /// The [`VerifyError::code`] that [`into_error`](Self::into_error) will have.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::UnknownPrefix => "unknown_prefix",
+            Self::NotFound | Self::WrongSecret | Self::WrongPrefix | Self::WrongType => "invalid",
+            Self::WrongEnvironment { .. } => "wrong_environment",
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::SecretKeyInBrowser => "secret_key_in_browser",
+            Self::Revoked => "revoked",
+            Self::Disabled => "disabled",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::ClientNotAllowed => "client_not_allowed",
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Throttled(_) => "throttled",
+            Self::UnknownPolicy => "unknown_policy",
+            Self::InvalidCost(_) => "invalid_cost",
+            Self::LimiterUnavailable(_) => "rate_limiter_unavailable",
+            Self::UsageExhausted => "usage_exhausted",
+            Self::Overloaded => "overloaded",
+            Self::StoreUnavailable(_) => "store_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     pub(crate) fn into_error(self) -> VerifyError {
         match self {
             Self::Malformed(e) => VerifyError::Malformed(e),

@@ -301,6 +301,28 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let key = self
             .authenticate(presented, parsed, key_type, ctx, now, path)
             .await?;
+        let outcome = self.check_authenticated(&key, key_type, ctx, now).await;
+        if let Some(usage) = &self.inner.usage {
+            let code = match &outcome {
+                Ok(_) => crate::usage::VERIFIED,
+                Err(refusal) => refusal.code(),
+            };
+            if usage.count(&key.record.id, &key.record.owner, code, now) {
+                self.flush_usage_in_background(now).await;
+            }
+        }
+        outcome
+    }
+
+    /// Every step after authentication, in order.
+    async fn check_authenticated(
+        &self,
+        key: &Arc<Authenticated>,
+        key_type: &Arc<KeyType>,
+        ctx: &VerifyContext<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<VerifiedKey, Refusal> {
+        let key = key.clone();
         let record = &key.record;
 
         let served = ctx
@@ -738,6 +760,40 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 if !keyring.flush_batch().await {
                     break;
                 }
+            }
+        })
+        .await;
+    }
+
+    /// Writes the usage counts gathered so far (see
+    /// [`KeyringBuilder::usage`](super::KeyringBuilder::usage)) now: call it on shutdown.
+    /// Without usage counting configured, does nothing.
+    ///
+    /// # Errors
+    /// The usage store's failure (the counts are kept for the next flush).
+    pub async fn flush_usage(&self) -> Result<(), crate::store::StoreError> {
+        match &self.inner.usage {
+            Some(usage) => usage.flush(self.inner.clock.now()).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Requests whose usage was not counted because too many counts were waiting to be
+    /// written (the usage store kept failing).
+    pub fn usage_not_counted(&self) -> u64 {
+        self.inner
+            .usage
+            .as_ref()
+            .map_or(0, crate::usage::UsageRecorder::dropped)
+    }
+
+    async fn flush_usage_in_background(&self, now: DateTime<Utc>) {
+        let keyring = self.clone();
+        spawn_or_run(async move {
+            if let Some(usage) = &keyring.inner.usage
+                && let Err(e) = usage.flush(now).await
+            {
+                tracing::warn!(error = %e, "usage counts not written; will retry");
             }
         })
         .await;

@@ -11,13 +11,15 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{AssertSqlSafe, Row};
 
 use super::sql::{
-    self, InvalidTableName, MappingError, Migration, decode_record, json_time, latest_per_id,
-    page_limit, page_of, parse_remaining, record_json, validate_table, version_param,
+    self, InvalidTableName, MappingError, Migration, aggregate_usage, decode_record, fold_daily,
+    fold_keys, json_time, latest_per_id, page_limit, page_of, parse_remaining, record_json,
+    validate_table, version_param,
 };
 use super::{Decrement, KeyStore, Page, PageRequest};
 use crate::format::KeyId;
 use crate::record::KeyRecord;
 use crate::store::StoreError;
+use crate::usage::{DailyUsage, KeyUsage, UsageDelta, UsageStore};
 
 /// How often `decrement_remaining` retries when a concurrent write raised the remaining
 /// uses between its update and its follow-up read.
@@ -91,6 +93,9 @@ struct Statements {
     by_owner: Arc<str>,
     expiring: Arc<str>,
     unused: Arc<str>,
+    usage_add: Arc<str>,
+    usage_key: Arc<str>,
+    usage_owner: Arc<str>,
     version_table: Arc<str>,
     current_version: Arc<str>,
     migrations: Vec<Migration>,
@@ -157,6 +162,21 @@ impl Statements {
                         AND (record->>'created_at')::timestamptz < $1)) \
                    AND id > $2 ORDER BY id LIMIT $3"
             )),
+            // One statement for the batch; rows were summed first, so none repeats.
+            usage_add: s(format!(
+                "INSERT INTO {table}_usage AS u (key_id, owner, day, outcome, count) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::date[], $4::text[], $5::bigint[]) \
+                 ON CONFLICT (key_id, day, outcome) DO UPDATE SET count = u.count + EXCLUDED.count"
+            )),
+            usage_key: s(format!(
+                "SELECT day, outcome, count FROM {table}_usage \
+                 WHERE key_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, outcome"
+            )),
+            usage_owner: s(format!(
+                "SELECT key_id, outcome, sum(count)::bigint FROM {table}_usage \
+                 WHERE owner = $1 AND day >= $2 AND day <= $3 \
+                 GROUP BY key_id, outcome ORDER BY key_id, outcome"
+            )),
             version_table: s(version_table_sql(table)),
             current_version: s(format!("SELECT max(version) FROM {table}_schema")),
             migrations: migrations(table),
@@ -182,6 +202,7 @@ fn migrations(table: &str) -> Vec<Migration> {
     let index_base = table.rsplit('.').next().unwrap_or(table);
     let v1 = "key table with owner and expiry indexes";
     let v2 = "last_used_at column (backfilled) and index, for usage queries";
+    let v3 = "usage table: counts per key, UTC day and outcome";
     vec![
         Migration {
             version: 1,
@@ -224,6 +245,26 @@ fn migrations(table: &str) -> Vec<Migration> {
                      ON {table} (last_used_at, id)"
                 ),
                 record_version(table, 2, v2),
+            ],
+        },
+        Migration {
+            version: 3,
+            description: v3,
+            statements: vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {table}_usage ( \
+                       key_id TEXT COLLATE \"C\" NOT NULL, \
+                       owner TEXT COLLATE \"C\" NOT NULL, \
+                       day DATE NOT NULL, \
+                       outcome TEXT NOT NULL, \
+                       count BIGINT NOT NULL, \
+                       PRIMARY KEY (key_id, day, outcome))"
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {index_base}_u_owner_day \
+                     ON {table}_usage (owner, day)"
+                ),
+                record_version(table, 3, v3),
             ],
         },
     ]
@@ -648,6 +689,82 @@ impl KeyStore for PgStore {
                 .await
                 .map_err(unavailable)?;
             page_of_rows(&rows, limit)
+        })
+        .await
+    }
+}
+
+/// Usage counts in the `<table>_usage` table (schema version 3).
+impl UsageStore for PgStore {
+    async fn add(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
+        let rows = aggregate_usage(batch);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(rows.len());
+        let mut owners = Vec::with_capacity(rows.len());
+        let mut days = Vec::with_capacity(rows.len());
+        let mut outcomes = Vec::with_capacity(rows.len());
+        let mut counts = Vec::with_capacity(rows.len());
+        for (key, owner, day, outcome, count) in rows {
+            keys.push(key.as_str().to_owned());
+            owners.push(owner.to_owned());
+            days.push(day);
+            outcomes.push(outcome.to_owned());
+            counts.push(count);
+        }
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            sqlx::query(AssertSqlSafe(self.sql.usage_add.clone()))
+                .bind(keys)
+                .bind(owners)
+                .bind(days)
+                .bind(outcomes)
+                .bind(counts)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn key_usage(
+        &self,
+        key_id: &KeyId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<DailyUsage>, StoreError> {
+        self.bounded(async {
+            let rows: Vec<(chrono::NaiveDate, String, i64)> =
+                sqlx::query_as(AssertSqlSafe(self.sql.usage_key.clone()))
+                    .bind(key_id.as_str())
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+            Ok(fold_daily(rows))
+        })
+        .await
+    }
+
+    async fn owner_usage(
+        &self,
+        owner: &str,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<KeyUsage>, StoreError> {
+        self.bounded(async {
+            let rows: Vec<(String, String, i64)> =
+                sqlx::query_as(AssertSqlSafe(self.sql.usage_owner.clone()))
+                    .bind(owner)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+            fold_keys(rows)
         })
         .await
     }

@@ -105,6 +105,8 @@ pub(super) enum MappingError {
     Unsettled,
     #[error("the statement did not complete within the store's timeout")]
     Timeout,
+    #[error("a usage row names an invalid key id")]
+    UsageRow,
 }
 
 pub(super) fn version_param(version: u64) -> Result<i64, StoreError> {
@@ -158,6 +160,64 @@ pub(super) fn latest_per_id(batch: &[(KeyId, DateTime<Utc>)]) -> Vec<(&KeyId, Da
     latest.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
     latest.dedup_by(|later, first| later.0 == first.0);
     latest
+}
+
+/// A usage batch summed per (key, day, outcome): callers may repeat a row, and a single
+/// upsert statement may touch each row once only.
+pub(super) fn aggregate_usage(
+    batch: &[crate::usage::UsageDelta],
+) -> Vec<(&KeyId, &str, chrono::NaiveDate, &'static str, i64)> {
+    let mut sums: std::collections::BTreeMap<
+        (&KeyId, chrono::NaiveDate, &'static str),
+        (&str, i64),
+    > = std::collections::BTreeMap::new();
+    for delta in batch {
+        let entry = sums
+            .entry((&delta.key_id, delta.day, delta.outcome))
+            .or_insert((delta.owner.as_str(), 0));
+        entry.1 = entry
+            .1
+            .saturating_add(i64::try_from(delta.count).unwrap_or(i64::MAX));
+    }
+    sums.into_iter()
+        .map(|((key, day, outcome), (owner, count))| (key, owner, day, outcome, count))
+        .collect()
+}
+
+/// Usage rows `(key or day, outcome, count)` folded into the query answers.
+pub(super) fn fold_daily(
+    rows: Vec<(chrono::NaiveDate, String, i64)>,
+) -> Vec<crate::usage::DailyUsage> {
+    let mut days: Vec<crate::usage::DailyUsage> = Vec::new();
+    for (day, outcome, count) in rows {
+        if days.last().is_none_or(|d| d.day != day) {
+            days.push(crate::usage::DailyUsage {
+                day,
+                ..crate::usage::DailyUsage::default()
+            });
+        }
+        if let Some(current) = days.last_mut() {
+            current.add(&outcome, u64::try_from(count).unwrap_or(0));
+        }
+    }
+    days
+}
+
+pub(super) fn fold_keys(
+    rows: Vec<(String, String, i64)>,
+) -> Result<Vec<crate::usage::KeyUsage>, StoreError> {
+    let mut keys: Vec<crate::usage::KeyUsage> = Vec::new();
+    for (key, outcome, count) in rows {
+        if keys.last().is_none_or(|k| k.key_id.as_str() != key) {
+            let id =
+                KeyId::new(&key).map_err(|_| StoreError::unavailable(MappingError::UsageRow))?;
+            keys.push(crate::usage::KeyUsage::new(id));
+        }
+        if let Some(current) = keys.last_mut() {
+            current.add(&outcome, u64::try_from(count).unwrap_or(0));
+        }
+    }
+    Ok(keys)
 }
 
 /// A time as [`KeyRecord`] stores it in JSON (chrono's RFC 3339, nanoseconds kept).

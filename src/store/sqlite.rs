@@ -13,12 +13,13 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row};
 
 use super::sql::{
-    self, InvalidTableName, MappingError, Migration, decode_record, latest_per_id, page_limit,
-    page_of, record_json, validate_table, version_param,
+    self, InvalidTableName, MappingError, Migration, aggregate_usage, decode_record, fold_daily,
+    fold_keys, latest_per_id, page_limit, page_of, record_json, validate_table, version_param,
 };
 use super::{Decrement, KeyStore, Page, PageRequest, StoreError};
 use crate::format::KeyId;
 use crate::record::KeyRecord;
+use crate::usage::{DailyUsage, KeyUsage, UsageDelta, UsageStore};
 
 /// Key records in a SQLite database (feature `sqlite`): a file, or memory for tests.
 ///
@@ -86,6 +87,9 @@ struct Statements {
     by_owner: Arc<str>,
     expiring: Arc<str>,
     unused: Arc<str>,
+    usage_add: Arc<str>,
+    usage_key: Arc<str>,
+    usage_owner: Arc<str>,
     version_table: Arc<str>,
     current_version: Arc<str>,
     migrations: Vec<Migration>,
@@ -127,6 +131,20 @@ impl Statements {
                         unixepoch(json_extract(record, '$.created_at'), 'subsec') * 1000000 < ?1)) \
                    AND id > ?2 ORDER BY id LIMIT ?3"
             )),
+            usage_add: s(format!(
+                "INSERT INTO {table}_usage (key_id, owner, day, outcome, count) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (key_id, day, outcome) DO UPDATE SET count = count + excluded.count"
+            )),
+            usage_key: s(format!(
+                "SELECT day, outcome, count FROM {table}_usage \
+                 WHERE key_id = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day, outcome"
+            )),
+            usage_owner: s(format!(
+                "SELECT key_id, outcome, sum(count) FROM {table}_usage \
+                 WHERE owner = ?1 AND day >= ?2 AND day <= ?3 \
+                 GROUP BY key_id, outcome ORDER BY key_id, outcome"
+            )),
             version_table: s(version_table_sql(table)),
             current_version: s(format!("SELECT max(version) FROM {table}_schema")),
             migrations: migrations(table),
@@ -151,6 +169,7 @@ fn record_version(table: &str, version: u32, description: &str) -> String {
 fn migrations(table: &str) -> Vec<Migration> {
     let v1 = "key table with owner and expiry indexes";
     let v2 = "last_used_at column (backfilled) and index, for usage queries";
+    let v3 = "usage table: counts per key, UTC day and outcome";
     vec![
         Migration {
             version: 1,
@@ -192,6 +211,27 @@ fn migrations(table: &str) -> Vec<Migration> {
                      ON {table} (last_used_at, id)"
                 ),
                 record_version(table, 2, v2),
+            ],
+        },
+        Migration {
+            version: 3,
+            description: v3,
+            statements: vec![
+                // Days as YYYY-MM-DD text: they sort as dates.
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {table}_usage ( \
+                       key_id TEXT NOT NULL, \
+                       owner TEXT NOT NULL, \
+                       day TEXT NOT NULL, \
+                       outcome TEXT NOT NULL, \
+                       count INTEGER NOT NULL, \
+                       PRIMARY KEY (key_id, day, outcome)) STRICT"
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {table}_usage_owner_day_idx \
+                     ON {table}_usage (owner, day)"
+                ),
+                record_version(table, 3, v3),
             ],
         },
     ]
@@ -608,6 +648,85 @@ impl KeyStore for SqliteStore {
                 .await
                 .map_err(unavailable)?;
             page_of_rows(&rows, limit)
+        })
+        .await
+    }
+}
+
+fn parse_day(text: &str) -> Result<chrono::NaiveDate, StoreError> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| StoreError::unavailable(MappingError::UsageRow))
+}
+
+/// Usage counts in the `<table>_usage` table (schema version 3).
+impl UsageStore for SqliteStore {
+    async fn add(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
+        let rows = aggregate_usage(batch);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.bounded(async {
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(unavailable)?;
+            for (key, owner, day, outcome, count) in rows {
+                sqlx::query(AssertSqlSafe(self.sql.usage_add.clone()))
+                    .bind(key.as_str())
+                    .bind(owner)
+                    .bind(day.to_string())
+                    .bind(outcome)
+                    .bind(count)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            tx.commit().await.map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn key_usage(
+        &self,
+        key_id: &KeyId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<DailyUsage>, StoreError> {
+        self.bounded(async {
+            let rows: Vec<(String, String, i64)> =
+                sqlx::query_as(AssertSqlSafe(self.sql.usage_key.clone()))
+                    .bind(key_id.as_str())
+                    .bind(from.to_string())
+                    .bind(to.to_string())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+            let rows = rows
+                .into_iter()
+                .map(|(day, outcome, count)| Ok((parse_day(&day)?, outcome, count)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(fold_daily(rows))
+        })
+        .await
+    }
+
+    async fn owner_usage(
+        &self,
+        owner: &str,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<KeyUsage>, StoreError> {
+        self.bounded(async {
+            let rows: Vec<(String, String, i64)> =
+                sqlx::query_as(AssertSqlSafe(self.sql.usage_owner.clone()))
+                    .bind(owner)
+                    .bind(from.to_string())
+                    .bind(to.to_string())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+            fold_keys(rows)
         })
         .await
     }

@@ -1,0 +1,140 @@
+//! The keyring's side: counts in memory, flushed in batches to the [`UsageStore`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use dashmap::DashMap;
+
+use super::{UsageDelta, UsageStore};
+use crate::format::KeyId;
+use crate::store::StoreError;
+
+/// Most distinct (key, day, outcome) counts held between flushes; beyond, new ones are
+/// dropped (and counted) until a flush makes room.
+const MAX_PENDING: usize = 1 << 18;
+
+type BoxFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+/// [`UsageStore::add`] behind a trait object, so the keyring needs no third type
+/// parameter.
+trait DynUsageStore: Send + Sync {
+    fn add_batch<'a>(&'a self, batch: &'a [UsageDelta]) -> BoxFuture<'a>;
+}
+
+impl<T: UsageStore> DynUsageStore for T {
+    fn add_batch<'a>(&'a self, batch: &'a [UsageDelta]) -> BoxFuture<'a> {
+        Box::pin(self.add(batch))
+    }
+}
+
+pub(crate) struct UsageRecorder {
+    store: Box<dyn DynUsageStore>,
+    interval_secs: i64,
+    pending: DashMap<(KeyId, NaiveDate, &'static str), (String, u64)>,
+    last_flush: AtomicI64,
+    flushing: AtomicBool,
+    dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for UsageRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageRecorder")
+            .field("interval_secs", &self.interval_secs)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UsageRecorder {
+    pub(crate) fn new(store: impl UsageStore, interval_secs: i64, now: DateTime<Utc>) -> Self {
+        Self {
+            store: Box::new(store),
+            interval_secs: interval_secs.max(0),
+            pending: DashMap::new(),
+            last_flush: AtomicI64::new(now.timestamp()),
+            flushing: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one request; answers whether a flush is due (the caller starts one).
+    pub(crate) fn count(
+        &self,
+        key_id: &KeyId,
+        owner: &str,
+        outcome: &'static str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let slot = (key_id.clone(), now.date_naive(), outcome);
+        if let Some(mut entry) = self.pending.get_mut(&slot) {
+            entry.1 = entry.1.saturating_add(1);
+        } else if self.pending.len() < MAX_PENDING {
+            self.pending
+                .entry(slot)
+                .or_insert_with(|| (owner.to_owned(), 0))
+                .1 += 1;
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        now.timestamp() - self.last_flush.load(Ordering::Relaxed) >= self.interval_secs
+    }
+
+    /// Takes the counts and writes them; on failure they are put back once (to be retried
+    /// with the next flush). Only one flush runs at a time; a concurrent call returns at
+    /// once.
+    pub(crate) async fn flush(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if self.flushing.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let _done = Flushing(&self.flushing);
+        self.last_flush.store(now.timestamp(), Ordering::Relaxed);
+        let keys: Vec<_> = self.pending.iter().map(|e| e.key().clone()).collect();
+        let mut batch = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(((key_id, day, outcome), (owner, count))) = self.pending.remove(&key) {
+                batch.push(UsageDelta {
+                    key_id,
+                    owner,
+                    day,
+                    outcome,
+                    count,
+                });
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.store.add_batch(&batch).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                for delta in batch {
+                    let slot = (delta.key_id, delta.day, delta.outcome);
+                    if self.pending.len() < MAX_PENDING || self.pending.contains_key(&slot) {
+                        // Added to whatever was counted for the slot meanwhile.
+                        let mut entry =
+                            self.pending.entry(slot).or_insert_with(|| (delta.owner, 0));
+                        entry.1 = entry.1.saturating_add(delta.count);
+                    } else {
+                        self.dropped.fetch_add(delta.count, Ordering::Relaxed);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Requests not counted because the pending counts were full.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+struct Flushing<'a>(&'a AtomicBool);
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
