@@ -288,17 +288,80 @@ impl RedisLimiter {
 
     /// `namespace` `{tag}` then 32 hex digits of SHA-256(descriptor, key digest).
     fn key_name(&self, policy: &str, index: usize, limit: &Limit, digest: &[u8; 32]) -> String {
+        let mut out = String::with_capacity(self.namespace.len() + KEY_SUFFIX_LEN);
+        self.write_key_name(&mut out, policy, index, limit, digest);
+        out
+    }
+
+    fn write_key_name(
+        &self,
+        out: &mut String,
+        policy: &str,
+        index: usize,
+        limit: &Limit,
+        digest: &[u8; 32],
+    ) {
         let mut h = Sha256::new();
         h.update(descriptor(policy, index, limit));
         h.update(digest);
         let name = h.finalize();
-        let mut out = String::with_capacity(self.namespace.len() + KEY_SUFFIX_LEN);
+        out.clear();
         out.push_str(&self.namespace);
         out.push('{');
-        push_hex(&mut out, &digest[..TAG_BYTES]);
+        push_hex(out, &digest[..TAG_BYTES]);
         out.push('}');
-        push_hex(&mut out, &name[..16]);
-        out
+        push_hex(out, &name[..16]);
+    }
+
+    /// The `EVALSHA` call for one decision, written straight into one command buffer:
+    /// `EVALSHA sha n key.. cost (kind a b)..`.
+    fn command(&self, key: &str, policy: &Policy, cost: u32) -> redis::Cmd {
+        let limits = policy.limits();
+        let name_len = self.namespace.len() + KEY_SUFFIX_LEN;
+        let mut cmd =
+            redis::Cmd::with_capacity(4 + 4 * limits.len(), 64 + limits.len() * (name_len + 32));
+        cmd.arg("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(limits.len());
+        let digest = key_digest(key);
+        let mut name = String::with_capacity(name_len);
+        for (i, limit) in limits.iter().enumerate() {
+            self.write_key_name(&mut name, policy.name(), i, limit, &digest);
+            cmd.arg(name.as_str());
+        }
+        cmd.arg(cost);
+        for limit in limits {
+            match limit {
+                Limit::Rate(q) => {
+                    cmd.arg(0).arg(q.interval_ns()).arg(q.burst().get());
+                }
+                Limit::Calendar(c) => {
+                    let kind = match c.window() {
+                        super::quota::CalendarWindow::UtcDay => 1,
+                        super::quota::CalendarWindow::UtcMonth => 2,
+                    };
+                    cmd.arg(kind).arg(c.limit().get()).arg(0);
+                }
+            }
+        }
+        cmd
+    }
+
+    /// Sends `cmd`; on `NOSCRIPT` (a restarted or flushed server) loads the script and
+    /// sends it once more. On a cluster `EVALSHA` goes to the node owning the first key's
+    /// slot and `SCRIPT LOAD` to every primary.
+    async fn eval<C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<Reply> {
+        match cmd.query_async(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.script.load_async(conn).await?;
+                cmd.query_async(conn).await
+            }
+            other => other,
+        }
     }
 
     async fn decide(
@@ -307,40 +370,16 @@ impl RedisLimiter {
         policy: &Policy,
         cost: u32,
     ) -> Result<Decision, RateLimitError> {
-        let digest = key_digest(key);
-        let mut invocation = self.script.prepare_invoke();
-        invocation.arg(cost);
-        for (i, limit) in policy.limits().iter().enumerate() {
-            invocation.key(self.key_name(policy.name(), i, limit, &digest));
-            match limit {
-                Limit::Rate(q) => {
-                    invocation.arg(0).arg(q.interval_ns()).arg(q.burst().get());
-                }
-                Limit::Calendar(c) => {
-                    let kind = match c.window() {
-                        super::quota::CalendarWindow::UtcDay => 1,
-                        super::quota::CalendarWindow::UtcMonth => 2,
-                    };
-                    invocation.arg(kind).arg(c.limit().get()).arg(0);
-                }
-            }
-        }
-        let reply: Vec<i64> = match &self.conn {
-            Connection::Node(conn) => invocation.invoke_async(&mut conn.clone()).await,
+        let cmd = self.command(key, policy, cost);
+        let reply = match &self.conn {
+            Connection::Node(conn) => self.eval(&mut conn.clone(), &cmd).await,
             Connection::Cluster(lazy) => match lazy.connection().await {
-                // EVALSHA goes to the node owning its first key's slot; on NOSCRIPT the
-                // script is loaded on every primary and the call retried.
-                Ok(mut conn) => invocation.invoke_async(&mut conn).await,
+                Ok(mut conn) => self.eval(&mut conn, &cmd).await,
                 Err(e) => Err(e),
             },
         }
         .map_err(unavailable)?;
-        let [allowed, limit, remaining, reset_us, retry_us, index] = reply[..] else {
-            return Err(unavailable(redis::RedisError::from((
-                redis::ErrorKind::Parse,
-                "unexpected rate-limit script reply",
-            ))));
-        };
+        let (allowed, limit, remaining, reset_us, retry_us, index) = reply;
         let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
         let decision = if allowed == 1 {
             Decision::allow(pos(limit), pos(remaining), us(reset_us))
@@ -390,6 +429,9 @@ impl fmt::Debug for RedisLimiter {
             .finish_non_exhaustive()
     }
 }
+
+/// The script's reply: allowed, limit, remaining, reset (µs), retry (µs, -1 = none), index.
+type Reply = (i64, i64, i64, i64, i64, i64);
 
 /// Bytes of the key digest written as the hash tag (8 hex digits: far more values than the
 /// cluster's 16 384 slots, so keys spread evenly over them).
