@@ -1,5 +1,5 @@
 //! Redis decisions per second over one connection: sequential (one in flight) and with 64
-//! in flight (multiplexed on the same connection), from tasks on a two-worker tokio
+//! in flight (multiplexed on the same connection), from tasks on a multi-threaded tokio
 //! runtime. Skipped,
 //! successfully, when KEYMINT_TEST_REDIS_URL is not set.
 //!
@@ -10,7 +10,8 @@
 //!
 //! Environment: `KEYMINT_BENCH_MODE` = `sequential`, `in-flight`, `both` (default) or
 //! `block-on` (sequential from `block_on`'s thread instead of a worker task),
-//! `KEYMINT_BENCH_SECS` = seconds per measurement (default 3).
+//! `KEYMINT_BENCH_SECS` = seconds per measurement (default 3), `KEYMINT_BENCH_WORKERS` =
+//! runtime worker threads (default: tokio's, one per core the process may use).
 #![allow(clippy::unwrap_used)]
 
 use std::num::NonZeroU32;
@@ -34,11 +35,16 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3.0);
     let window = Duration::from_secs_f64(secs);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    // tokio's default: one worker per core this process may run on (one under
+    // `taskset -c 1`, as benches/redis/run.sh runs it); KEYMINT_BENCH_WORKERS overrides.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = std::env::var("KEYMINT_BENCH_WORKERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        builder.worker_threads(workers);
+    }
+    let rt = builder.enable_all().build().unwrap();
     let ns = format!("kmbench:{}:", std::process::id());
     let limiter = {
         let _guard = rt.enter();

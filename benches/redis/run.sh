@@ -63,19 +63,22 @@ par_n=$(awk "BEGIN {printf \"%d\", $(bench 64 200000) * $SECS}")
 where="server on core 0, clients on core 1"
 [ "$PIN" = 1 ] || where="unpinned"
 echo "redis $(redis-server --version | cut -d' ' -f3), $where; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-declare -a KS KB RS KP RP
+declare -a KS KB RS KP RP QS QP
 for i in $(seq 1 "$ROUNDS"); do
   KS+=("$(keymint sequential)")
   RS+=("$(bench 1 "$seq_n")")
   KB+=("$(keymint block-on)")
   KP+=("$(keymint in-flight)")
   RP+=("$(bench 64 "$par_n")")
+  QS+=("$(awk "BEGIN {print ${KS[-1]}/${RS[-1]}}")")
+  QP+=("$(awk "BEGIN {print ${KP[-1]}/${RP[-1]}}")")
   echo "round $i: sequential keymint ${KS[-1]} (block_on ${KB[-1]}) redis-benchmark ${RS[-1]} | 64 in flight keymint ${KP[-1]} redis-benchmark ${RP[-1]}"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 ks=$(printf '%s\n' "${KS[@]}" | median); rs=$(printf '%s\n' "${RS[@]}" | median)
 kb=$(printf '%s\n' "${KB[@]}" | median)
 kp=$(printf '%s\n' "${KP[@]}" | median); rp=$(printf '%s\n' "${RP[@]}" | median)
-echo "median decisions/s, sequential:   keymint $ks, redis-benchmark $rs, ratio $(awk "BEGIN {printf \"%.2f\", $ks/$rs}")"
+qs=$(printf '%s\n' "${QS[@]}" | median); qp=$(printf '%s\n' "${QP[@]}" | median)
+echo "median decisions/s, sequential:   keymint $ks, redis-benchmark $rs, ratio $(awk "BEGIN {printf \"%.2f\", $ks/$rs}") (median of per-round ratios $(awk "BEGIN {printf \"%.2f\", $qs}"))"
 echo "median decisions/s, sequential from block_on's thread: keymint $kb, ratio $(awk "BEGIN {printf \"%.2f\", $kb/$rs}")"
-echo "median decisions/s, 64 in flight: keymint $kp, redis-benchmark $rp, ratio $(awk "BEGIN {printf \"%.2f\", $kp/$rp}")"
+echo "median decisions/s, 64 in flight: keymint $kp, redis-benchmark $rp, ratio $(awk "BEGIN {printf \"%.2f\", $kp/$rp}") (median of per-round ratios $(awk "BEGIN {printf \"%.2f\", $qp}"))"
