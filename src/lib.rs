@@ -57,7 +57,7 @@
 //! | `tokio` | yes | hashing on tokio's blocking pool, background last-used and rehash writes |
 //! | `cli` | no | the `keymint` command-line tool |
 //! | `testing` | no | `keymint::testing`: the store conformance kit and `FaultyStore` |
-//! | `redis` | no | `ratelimit::RedisLimiter`: fleet-wide rate limits |
+//! | `redis` | no | `ratelimit::RedisLimiter`: fleet-wide rate limits (one server or a Redis Cluster) |
 //! | `postgres` | no | `store::PgStore`: key records in PostgreSQL |
 //! | `tower` | no | `keymint::http`: the tower layer that authenticates requests |
 //! | `axum` | no | `tower` plus the `VerifiedKey` extractors |
