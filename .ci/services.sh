@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts throwaway Redis and PostgreSQL servers and a chromedriver (for headless Chromium) on
-# free loopback ports, runs "$@" with KEYMINT_TEST_REDIS_URL, KEYMINT_TEST_DATABASE_URL and
+# Starts throwaway Redis and PostgreSQL servers, a three-node Redis Cluster and a chromedriver
+# (for headless Chromium) on free loopback ports, runs "$@" with KEYMINT_TEST_REDIS_URL,
+# KEYMINT_TEST_REDIS_CLUSTER_URLS (comma-separated), KEYMINT_TEST_DATABASE_URL and
 # KEYMINT_TEST_WEBDRIVER_URL set, and stops them all by PID on any exit.
 set -euo pipefail
 
@@ -16,18 +17,35 @@ free_port() { # first port in [$1,$1+200) with no listener on it
   echo $p
 }
 
+free_cluster_port() { # first port >= $1 (within 200) free together with its bus port, +10000
+  local p=$1
+  while ss -ltnH "sport = :$p" | grep -q . || ss -ltnH "sport = :$((p + 10000))" | grep -q .; do
+    p=$((p + 1))
+    [ $p -lt $(($1 + 200)) ] || return 1
+  done
+  echo $p
+}
+
 REDIS_PID=
+CLUSTER_PIDS=()
 PG_PID=
 DRIVER_PID=
+alive() { # any of the given PIDs still running?
+  local pid
+  for pid in "$@"; do
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && return 0
+  done
+  return 1
+}
 cleanup() {
   set +e
   # chromedriver leads its own process group (setsid): the browsers it started go with it.
   if [ -n "$DRIVER_PID" ]; then kill -TERM -- "-$DRIVER_PID" 2>/dev/null; fi
   if [ -n "$REDIS_PID" ]; then kill -TERM "$REDIS_PID" 2>/dev/null; fi
+  for pid in "${CLUSTER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
   if [ -n "$PG_PID" ]; then kill -INT "$PG_PID" 2>/dev/null; fi # SIGINT: postgres "fast" shutdown
   for _ in $(seq 1 50); do
-    { [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" 2>/dev/null; } ||
-      { [ -n "$PG_PID" ] && kill -0 "$PG_PID" 2>/dev/null; } || break
+    alive "$REDIS_PID" "$PG_PID" "${CLUSTER_PIDS[@]}" || break
     sleep 0.2
   done
   rm -rf "$WORK"
@@ -62,6 +80,48 @@ REDIS_PID=$(cat "$WORK/redis/redis.pid")
 [ "$(redis-cli -p "$REDIS_PORT" info server | tr -d '\r' | sed -n 's/^process_id://p')" = "$REDIS_PID" ]
 export KEYMINT_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
 echo "redis pid=$REDIS_PID $KEYMINT_TEST_REDIS_URL ($(redis-server --version | cut -d' ' -f3))"
+
+# --- Redis Cluster: three primaries, no replicas ---------------------------------
+# Each node also listens on its cluster bus port (port + 10000), so both must be free.
+CLUSTER_PORTS=()
+CLUSTER_URLS=()
+next=7390
+for i in 1 2 3; do
+  port=$(free_cluster_port "$next")
+  next=$((port + 1))
+  dir="$WORK/cluster-$port"
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+    --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 5000 \
+    --save '' --appendonly no --daemonize yes --dir "$dir" --pidfile "$dir/redis.pid" \
+    --logfile "$dir/redis.log"
+  for _ in $(seq 1 50); do
+    [ -s "$dir/redis.pid" ] && redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
+    sleep 0.1
+  done
+  [ -s "$dir/redis.pid" ] || { cat "$dir/redis.log" >&2; exit 1; }
+  CLUSTER_PIDS+=("$(cat "$dir/redis.pid")")
+  # The node answering must be ours, in cluster mode, with its bus port open.
+  info=$(redis-cli -p "$port" info server | tr -d '\r')
+  [ "$(sed -n 's/^process_id://p' <<<"$info")" = "${CLUSTER_PIDS[-1]}" ]
+  [ "$(redis-cli -p "$port" info cluster | tr -d '\r' | sed -n 's/^cluster_enabled://p')" = 1 ]
+  ss -ltnpH "sport = :$((port + 10000))" | grep -q "pid=${CLUSTER_PIDS[-1]},"
+  CLUSTER_PORTS+=("$port")
+  CLUSTER_URLS+=("redis://127.0.0.1:$port/")
+done
+redis-cli --cluster create "${CLUSTER_PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 \
+  --cluster-yes >"$WORK/cluster-create.log" 2>&1 || { cat "$WORK/cluster-create.log" >&2; exit 1; }
+for port in "${CLUSTER_PORTS[@]}"; do # every node must see all slots assigned and the others
+  for _ in $(seq 1 100); do
+    state=$(redis-cli -p "$port" cluster info | tr -d '\r')
+    grep -q '^cluster_state:ok' <<<"$state" && grep -q '^cluster_known_nodes:3' <<<"$state" && break
+    sleep 0.1
+  done
+  grep -q '^cluster_state:ok' <<<"$state" || { echo "cluster node $port: $state" >&2; exit 1; }
+done
+KEYMINT_TEST_REDIS_CLUSTER_URLS=$(IFS=,; echo "${CLUSTER_URLS[*]}")
+export KEYMINT_TEST_REDIS_CLUSTER_URLS
+echo "redis cluster pids=${CLUSTER_PIDS[*]} $KEYMINT_TEST_REDIS_CLUSTER_URLS"
 
 # --- PostgreSQL --------------------------------------------------------------
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)

@@ -58,8 +58,10 @@
 //! | `tokio` | yes | hashing on tokio's blocking pool, background last-used and rehash writes |
 //! | `cli` | no | the `keymint` command-line tool |
 //! | `testing` | no | `keymint::testing`: the store conformance kit and `FaultyStore` |
-//! | `redis` | no | `ratelimit::RedisLimiter`: fleet-wide rate limits; `invalidation::redis` |
+//! | `redis` | no | `ratelimit::RedisLimiter`: fleet-wide rate limits (one server or a Redis Cluster); `invalidation::redis` |
 //! | `postgres` | no | `store::PgStore`: key records in PostgreSQL; `invalidation::postgres` |
+//! | `sqlite` | no | `store::SqliteStore`: key records in SQLite (compiled in) |
+//! | `metrics` | no | counters and histograms through the `metrics` facade ([`metrics`]) |
 //! | `tower` | no | `keymint::http`: the tower layer that authenticates requests |
 //! | `axum` | no | `tower` plus the `VerifiedKey` extractors |
 #![forbid(unsafe_code)]

@@ -7,7 +7,8 @@
 //! * [`RateLimiter`]: the async backend trait, answering with a [`Decision`].
 //! * [`MemoryLimiter`]: lock-free in-process GCRA on one `AtomicU64` per (key, limit).
 //! * `RedisLimiter` (feature `redis`): one Lua script per decision, on the server's clock,
-//!   for a fleet of processes sharing limits.
+//!   for a fleet of processes sharing limits, on one server or a Redis Cluster (each key's
+//!   Redis keys share a hash tag derived from the key, so load spreads over the nodes).
 //! * [`Credits`]: remaining uses with an optional refill, as pure arithmetic.
 //! * [`RateLimitHeaders`]: `RateLimit-Policy`, `RateLimit` and `Retry-After` values.
 //!

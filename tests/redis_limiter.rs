@@ -155,7 +155,11 @@ async fn keys_expire_and_are_hashed() {
     for key in hostile {
         let rate_key = l.redis_key(&p, 0, key).unwrap();
         assert!(rate_key.starts_with(&ns));
-        assert_eq!(rate_key.len(), ns.len() + 32);
+        // namespace, `{` 8 hex digits `}` (the hash tag, shared by the key's limits), 32 hex
+        assert_eq!(rate_key.len(), ns.len() + 42);
+        let month_key = l.redis_key(&p, 1, key).unwrap();
+        assert_eq!(rate_key[..ns.len() + 10], month_key[..ns.len() + 10]);
+        assert_ne!(rate_key, month_key);
         let ttl: i64 = con.pttl(&rate_key).await.unwrap();
         assert!(ttl > 0 && ttl <= 102, "rate key ttl {ttl} ms");
         let month_ttl: i64 = con.pttl(l.redis_key(&p, 1, key).unwrap()).await.unwrap();
