@@ -133,6 +133,9 @@ struct Inner<S, L> {
     invalidation: Option<Arc<dyn CacheInvalidation>>,
     roles: crate::scope::Roles,
     warnings: refusal::WarnEvery,
+    /// Store lookups of the uncached path that failed, ever: a verification that waited for
+    /// a slot while one failed fails closed at once instead of trying the store again.
+    store_failures: std::sync::atomic::AtomicU64,
 }
 
 impl<S: KeyStore> Keyring<S> {

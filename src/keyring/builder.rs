@@ -409,6 +409,7 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
                 roles: config.roles,
                 gate: super::hash_gate::HashGate::new(concurrency, max_waiting),
                 warnings: super::refusal::WarnEvery::new(WARN_INTERVAL_SECS),
+                store_failures: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }

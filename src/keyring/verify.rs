@@ -19,7 +19,7 @@ use crate::ratelimit::RateLimitDenial;
 use crate::ratelimit::{Credits, Decision, Policy, RateLimitError, RateLimitHeaders, RateLimiter};
 use crate::record::{Environment, KeyKind, KeyRecord, KeyStatus};
 use crate::scope::{Requirement, ScopeSet};
-use crate::store::{Decrement, KeyStore};
+use crate::store::{Decrement, KeyStore, StoreError};
 
 /// Most rotations followed to find the record that holds a lineage's uses: one store read
 /// per rotation since, paid only by metered keys still in their grace period.
@@ -78,6 +78,11 @@ fn check_origin(
     }
     Ok(())
 }
+
+/// Why a verification that waited for the uncached path did not try the store.
+#[derive(Debug, thiserror::Error)]
+#[error("the store failed another verification while this one waited; not tried again")]
+struct FailedWhileQueued;
 
 fn gate_refusal(error: GateError) -> Refusal {
     match error {
@@ -466,7 +471,18 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         &self,
         parsed: &ParsedKey<'_>,
     ) -> Result<(KeyRecord, Zeroizing<String>, bool), Refusal> {
+        use std::sync::atomic::Ordering;
+        let failures_before = self.inner.store_failures.load(Ordering::Acquire);
         let slot = self.inner.gate.enter().await.map_err(gate_refusal)?;
+        // During an outage every slot holder waits out the store's timeout; without this, a
+        // verification queued behind them would wait for its turn and then for its own
+        // timeout too (one more timeout per round of the queue). A lookup that failed while
+        // this one waited means the store is failing now: fail closed at once.
+        if self.inner.store_failures.load(Ordering::Acquire) != failures_before {
+            return Err(Refusal::StoreUnavailable(StoreError::unavailable(
+                FailedWhileQueued,
+            )));
+        }
         let keyring = self.clone();
         let id = parsed.key_id();
         let secret = Zeroizing::new(parsed.expose_secret().to_owned());
@@ -474,12 +490,13 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             let _slot = slot;
             let hashes = keyring.inner.hashes.clone();
             let lookup = metrics::Timer::start();
-            let stored = keyring
-                .inner
-                .store
-                .get(&id)
-                .await
-                .map_err(Refusal::StoreUnavailable)?;
+            let stored = keyring.inner.store.get(&id).await.map_err(|e| {
+                keyring
+                    .inner
+                    .store_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                Refusal::StoreUnavailable(e)
+            })?;
             metrics::store_lookup(lookup);
             let Some(record) = stored else {
                 // Same work as a wrong secret, so timing does not reveal which ids exist.

@@ -145,3 +145,44 @@ async fn a_full_flush_drops_every_cached_key() {
         ));
     }
 }
+
+/// During an outage, verifications queued for the uncached path fail closed as soon as one
+/// ahead of them failed, instead of each waiting out a store timeout of its own in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verifications_queued_behind_a_store_failure_fail_at_once() {
+    let f = crate::support::fixture_with(|b| b.without_cache().uncached_concurrency(1, 16));
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let key = issued.key.expose_secret().to_owned();
+    f.store.inject(StoreOp::Get, Fault::Pause);
+    let first = {
+        let (keyring, key) = (f.keyring.clone(), key.clone());
+        tokio::spawn(async move { keyring.verify(&key, &ctx()).await })
+    };
+    f.store.wait_paused().await;
+    // Five more queue behind the paused lookup; then the store goes down.
+    let queued: Vec<_> = (0..5)
+        .map(|_| {
+            let (keyring, key) = (f.keyring.clone(), key.clone());
+            tokio::spawn(async move { keyring.verify(&key, &ctx()).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    f.store.set_down(true);
+    f.store.release();
+    assert!(
+        first.await.unwrap().is_ok(),
+        "its lookup had answered before the outage"
+    );
+    for waiting in queued {
+        assert!(matches!(
+            waiting.await.unwrap(),
+            Err(VerifyError::StoreUnavailable(_))
+        ));
+    }
+    // The first, and one queued lookup that found the store down: not one per verification.
+    assert_eq!(f.store.calls(StoreOp::Get), 2);
+
+    // Back up: a new verification tries the store again.
+    f.store.set_down(false);
+    f.keyring.verify(&key, &ctx()).await.unwrap();
+}
