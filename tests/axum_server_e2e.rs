@@ -453,6 +453,27 @@ async fn the_demo_login_signs_its_cookie_and_the_portal_trusts_only_that() {
             "{bad}"
         );
     }
+    // Logging in as "admin" (anybody may: it is a demo) reaches none of the admin API's keys.
+    let admin_login = login("user=admin").await.unwrap();
+    let admin_cookie = admin_login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let listed: Value = keys(Some(admin_cookie))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["keys"],
+        json!([]),
+        "the admin key is not the portal user's"
+    );
+
     let page = http.get(format!("{}/portal", s.base)).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(
@@ -475,6 +496,9 @@ async fn the_demo_login_signs_its_cookie_and_the_portal_trusts_only_that() {
     let created: Value = created.json().await.unwrap();
     let key = created["key"].as_str().unwrap();
     let hello: Value = s.get("/v1/hello", key).await.json().await.unwrap();
-    assert_eq!(hello["hello"], "ada");
+    assert_eq!(
+        hello["hello"], "user:ada",
+        "portal users own keys under a name of their own"
+    );
     assert_eq!(s.get("/v1/users", key).await.status(), StatusCode::OK);
 }

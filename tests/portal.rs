@@ -11,8 +11,8 @@ use axum::body::Body;
 use http::{HeaderMap, Request, StatusCode};
 use keymint::http::portal::{self, Allowance, OwnerResolver, PortalUser};
 use keymint::{
-    Argon2idHasher, AuditEvent, AuditSink, Environment, HashPolicy, KeyId, KeyStatus, KeyType,
-    KeyTypes, Keyring, ManualClock, MemoryStore, Scope, SelfServiceAction, TimeDelta,
+    Argon2idHasher, AuditEvent, AuditSink, Environment, HashPolicy, IssueRequest, KeyId, KeyStatus,
+    KeyType, KeyTypes, Keyring, ManualClock, MemoryStore, Scope, SelfServiceAction, TimeDelta,
     VerifyContext, VerifyError,
 };
 use serde_json::{Value, json};
@@ -569,6 +569,15 @@ async fn the_key_count_is_capped_and_revoking_frees_a_place() {
         )
         .await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    // The rolled key still works in its grace period, so it still counts.
+    let third = f
+        .call("POST", "/api/keys", "alice", Some(json!({"name": "3"})))
+        .await;
+    assert_eq!(third.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let revoked = f
+        .call("POST", &format!("/api/keys/{first}/revoke"), "alice", None)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
     f.create("alice", json!({"name": "3"})).await;
 }
 
@@ -822,4 +831,137 @@ async fn listings_are_paginated() {
     seen.sort();
     ids.sort();
     assert_eq!(seen, ids);
+}
+
+#[tokio::test]
+async fn a_roll_never_mints_more_than_the_allowance() {
+    let f = fixture();
+    // Keys an operator issued to alice outside the portal: beyond her allowance.
+    let wide = f
+        .keyring
+        .issue(IssueRequest::new("alice", "ops").scopes(["admin:keys"]))
+        .await
+        .unwrap();
+    let other_type = f
+        .keyring
+        .issue(IssueRequest::new("alice", "pk").key_type("pk_live"))
+        .await
+        .unwrap();
+    for record in [&wide.record, &other_type.record] {
+        let answer = f
+            .call(
+                "POST",
+                &format!("/api/keys/{}/roll", record.id),
+                "alice",
+                None,
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            answer.text
+        );
+        assert_eq!(answer.code(), "not_allowed");
+        assert!(answer.json().get("key").is_none());
+        let stored = f.keyring.get(&record.id).await.unwrap();
+        assert!(stored.successor.is_none(), "nothing was rotated");
+    }
+}
+
+#[tokio::test]
+async fn chained_rolls_cannot_multiply_working_keys() {
+    let f = fixture_with(standard_allowance().max_keys(1));
+    let (first, first_key) = f.create("alice", json!({"name": "k"})).await;
+    let rolled = f
+        .call("POST", &format!("/api/keys/{first}/roll"), "alice", None)
+        .await;
+    assert_eq!(rolled.status, StatusCode::CREATED);
+    let second = rolled.json()["id"].as_str().unwrap().to_owned();
+    // The first key is in its grace period: the second cannot be rolled yet.
+    let again = f
+        .call("POST", &format!("/api/keys/{second}/roll"), "alice", None)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert_eq!(again.code(), "invalid_state");
+    // Nor can a key be created: two keys work.
+    let create = f
+        .call("POST", "/api/keys", "alice", Some(json!({"name": "more"})))
+        .await;
+    assert_eq!(create.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Once the first is revoked, rolling the second is fine again.
+    f.call("POST", &format!("/api/keys/{first}/revoke"), "alice", None)
+        .await;
+    assert!(f.verifies(&first_key).await.is_err());
+    let again = f
+        .call("POST", &format!("/api/keys/{second}/roll"), "alice", None)
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+}
+
+#[tokio::test]
+async fn expired_keys_are_not_rolled_and_revoked_keys_not_edited() {
+    let f = fixture();
+    let (expiring, _) = f
+        .create("alice", json!({"name": "short", "expires_in_secs": 60}))
+        .await;
+    f.clock.advance(TimeDelta::minutes(2));
+    let rolled = f
+        .call("POST", &format!("/api/keys/{expiring}/roll"), "alice", None)
+        .await;
+    assert_eq!(rolled.status, StatusCode::CONFLICT, "{}", rolled.text);
+    assert!(rolled.json().get("key").is_none());
+
+    let (id, _) = f.create("alice", json!({"name": "k"})).await;
+    let events_before = f.self_service_events().len();
+    let noop = f
+        .call(
+            "PATCH",
+            &format!("/api/keys/{id}"),
+            "alice",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(noop.status, StatusCode::OK);
+    assert_eq!(
+        f.self_service_events().len(),
+        events_before,
+        "no change, no event"
+    );
+    f.call("POST", &format!("/api/keys/{id}/revoke"), "alice", None)
+        .await;
+    let edit = f
+        .call(
+            "PATCH",
+            &format!("/api/keys/{id}"),
+            "alice",
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(edit.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn http2_requests_without_a_host_header_pass_the_origin_check() {
+    let f = fixture();
+    let post = |origin: &str| {
+        // HTTP/2: the authority is in the request line, and there is no Host header.
+        Request::builder()
+            .method("POST")
+            .uri("https://portal.example/api/keys")
+            .header(portal::CSRF_HEADER, "1")
+            .header("origin", origin)
+            .header("x-user", "alice")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"name": "h2"}).to_string()))
+            .unwrap()
+    };
+    assert_eq!(
+        f.send(post("https://portal.example")).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        f.send(post("https://evil.example")).await.status,
+        StatusCode::FORBIDDEN
+    );
 }

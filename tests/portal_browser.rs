@@ -234,7 +234,7 @@ async fn drive(browser: Client, keyring: keymint::MemoryKeyring, base: String) {
         assert!(!browser.source().await.unwrap().contains(&first));
 
         let owned = keyring
-            .list_by_owner("ada", &PageRequest::new(10))
+            .list_by_owner("user:ada", &PageRequest::new(10))
             .await
             .unwrap()
             .items;

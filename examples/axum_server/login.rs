@@ -67,7 +67,8 @@ impl DemoLogin {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+    // Strict: `from_str_radix` alone would also take a leading `+`.
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -90,9 +91,11 @@ fn allowance() -> Allowance {
 impl OwnerResolver for DemoLogin {
     async fn resolve(&self, parts: &axum::http::request::Parts) -> Option<PortalUser> {
         let user = self.user(&parts.headers)?;
-        // Each demo user owns their own keys; a real host might use a team or account id
-        // as the owner and the person as the actor.
-        Some(PortalUser::new(user.clone(), user, allowance()))
+        // Each demo user owns their own keys, under an owner name of their own (`user:ada`),
+        // so that logging in as "admin" or "demo" reaches none of the keys the admin API
+        // issues. A real host might use a team or account id as the owner and the person
+        // as the actor.
+        Some(PortalUser::new(format!("user:{user}"), user, allowance()))
     }
 }
 

@@ -48,7 +48,13 @@
 //! `X-Keymint-Portal: 1`, which a cross-site form cannot set and a cross-origin script can
 //! set only after a CORS preflight this router never approves; in addition a request whose
 //! `Origin` differs from its `Host`, or whose `Sec-Fetch-Site` is `cross-site`, is refused
-//! (403). The page sends the header; so must your own clients.
+//! (403; over HTTP/2 the request's authority stands in for `Host`). Behind a reverse proxy,
+//! forward the browser's `Host` unchanged. The page sends the header; so must your own
+//! clients.
+//!
+//! **Rolls** are held to the allowance like creates (type, scopes, no roles); a key whose
+//! predecessor is still in its grace period cannot be rolled again, and rolled keys in
+//! their grace period count toward [`Allowance::max_keys`].
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};

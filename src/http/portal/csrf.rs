@@ -26,7 +26,13 @@ pub(super) fn check(parts: &Parts) -> Result<(), Problem> {
         return Err(Problem::csrf("cross-site request"));
     }
     if let Some(origin) = parts.headers.get(http::header::ORIGIN) {
-        let host = parts.headers.get(http::header::HOST).map(|h| h.as_bytes());
+        // HTTP/2 carries the authority in the request line, not in a Host header.
+        let authority = parts.uri.authority().map(|a| a.as_str().as_bytes());
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .map(|h| h.as_bytes())
+            .or(authority);
         // `null` and anything unparsable have no host: refused.
         let origin_host = origin
             .to_str()

@@ -130,27 +130,71 @@ impl<S: KeyStore, L: RateLimiter, R: OwnerResolver> Portal<S, L, R> {
         });
     }
 
-    /// The owner's keys that count against the allowance (active or disabled: not revoked,
-    /// rolled or expired), counted until `stop_at`.
-    async fn counted_keys(&self, owner: &str, stop_at: usize) -> Result<usize, Problem> {
+    /// The owner's keys that still work or may again (active, disabled, or rolled and in
+    /// their grace period): what [`Allowance::max_keys`](super::Allowance::max_keys)
+    /// bounds. Counted until `stop_at`; also answers whether some key names `successor` as
+    /// its successor and is still in its grace period.
+    async fn held_keys(
+        &self,
+        owner: &str,
+        stop_at: usize,
+        successor: Option<&KeyId>,
+    ) -> Result<(usize, bool), Problem> {
         let now = self.keyring.now();
         let mut count = 0;
+        let mut predecessor_in_grace = false;
         let mut page = PageRequest::new(MAX_PAGE_SIZE);
         loop {
             let got = self.keyring.list_by_owner(owner, &page).await?;
-            count += got
-                .items
-                .iter()
-                .filter(|r| matches!(status(r, now), "active" | "disabled"))
-                .count();
-            match got.next_after {
-                Some(after) if count < stop_at => {
-                    page = PageRequest::new(MAX_PAGE_SIZE).after(after)
+            for r in &got.items {
+                let held = matches!(status(r, now), "active" | "disabled" | "rolled");
+                count += usize::from(held);
+                if held && successor.is_some() && r.successor.as_ref() == successor {
+                    predecessor_in_grace = true;
                 }
-                _ => return Ok(count),
+            }
+            match got.next_after {
+                // Stop counting early only when the predecessor question is settled.
+                Some(after)
+                    if count < stop_at || (successor.is_some() && !predecessor_in_grace) =>
+                {
+                    page = PageRequest::new(MAX_PAGE_SIZE).after(after);
+                }
+                _ => return Ok((count, predecessor_in_grace)),
             }
         }
     }
+}
+
+/// Whether `allowance` covers everything `record` grants: a roll hands out a new plaintext
+/// with the old key's type and scopes, so it must not mint what the user could not create
+/// (a key an operator issued to the owner, or one made before the allowance narrowed).
+fn allowance_covers(
+    allowance: &super::Allowance,
+    default_type: &str,
+    record: &KeyRecord,
+) -> Result<(), Problem> {
+    if !allowance
+        .types(default_type)
+        .contains(&record.prefix.as_str())
+    {
+        return Err(Problem::not_allowed(format!(
+            "you may not hold keys of type {:?}",
+            record.prefix.as_str()
+        )));
+    }
+    if !record.attributes.roles.is_empty() {
+        return Err(Problem::not_allowed(
+            "this key has roles, which you may not grant",
+        ));
+    }
+    for scope in &record.attributes.scopes {
+        let covered = allowance.scopes.iter().any(|pattern| pattern.covers(scope));
+        if !covered {
+            return Err(Problem::not_allowed(format!("you may not grant {scope}")));
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn types<S: KeyStore, L: RateLimiter, R: OwnerResolver>(
@@ -253,7 +297,12 @@ pub(super) async fn create<S: KeyStore, L: RateLimiter, R: OwnerResolver>(
 
     // Count and issue under the owner's lock, so concurrent creates cannot overshoot.
     let _one_at_a_time = portal.create_lock(&user.owner).lock().await;
-    if portal.counted_keys(&user.owner, allowance.max_keys).await? >= allowance.max_keys {
+    if portal
+        .held_keys(&user.owner, allowance.max_keys, None)
+        .await?
+        .0
+        >= allowance.max_keys
+    {
         return Err(Problem::not_allowed(format!(
             "you may hold at most {} keys: revoke one first",
             allowance.max_keys
@@ -285,6 +334,27 @@ pub(super) async fn roll<S: KeyStore, L: RateLimiter, R: OwnerResolver>(
     // Ownership first: for another owner's id, nothing about the body is revealed either.
     let old = portal.owned(&user, &id).await?;
     let request = optional_body(request)?;
+    let now = portal.keyring.now();
+    if status(&old, now) == "expired" {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            "the key has expired: create a new one",
+        ));
+    }
+    let default_type = portal.keyring.key_types().default_type().name().to_string();
+    allowance_covers(&user.allowance, &default_type, &old)?;
+    // Under the owner's lock, like creates: a roll adds a working key for the grace period.
+    let _one_at_a_time = portal.create_lock(&user.owner).lock().await;
+    let (_, predecessor_in_grace) = portal.held_keys(&user.owner, 0, Some(&old.id)).await?;
+    if predecessor_in_grace {
+        // Else chained rolls (A -> A' -> A'' ...) would hold any number of working keys.
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            "the key this one replaced is still in its grace period: revoke it, or wait",
+        ));
+    }
     let max_grace = user.allowance.max_grace;
     let grace = match request.grace_secs {
         Some(secs) if secs < 0 => {
@@ -338,9 +408,11 @@ pub(super) async fn revoke<S: KeyStore, L: RateLimiter, R: OwnerResolver>(
 ) -> Result<StatusCode, Problem> {
     let key = portal.owned(&user, &id).await?;
     let request = optional_body(request)?;
-    let reason = request
-        .reason
-        .unwrap_or_else(|| format!("revoked by {} through self-service", user.actor));
+    let reason = request.reason.unwrap_or_else(|| {
+        // The reason is bounded (1 KiB); an actor name is the host's and may be long.
+        let actor: String = user.actor.chars().take(200).collect();
+        format!("revoked by {actor} through self-service")
+    });
     portal.keyring.revoke(&key.id, &reason).await?;
     portal.audit(&user, SelfServiceAction::Revoked, &key.id, None);
     Ok(StatusCode::NO_CONTENT)
@@ -361,6 +433,17 @@ pub(super) async fn edit<S: KeyStore, L: RateLimiter, R: OwnerResolver>(
 ) -> Result<Json<Value>, Problem> {
     let key = portal.owned(&user, &id).await?;
     let Json(request) = request?;
+    if key.status == KeyStatus::Revoked {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            "the key is revoked",
+        ));
+    }
+    if request.name.is_none() && request.description.is_none() {
+        // Nothing to change: no write, no event.
+        return Ok(Json(view(&key, portal.keyring.now())));
+    }
     let mut change = KeyUpdate::new();
     if let Some(name) = request.name {
         change = change.name(name);
