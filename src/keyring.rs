@@ -136,6 +136,8 @@ struct Inner<S, L> {
     /// Store lookups of the uncached path that failed, ever: a verification that waited for
     /// a slot while one failed fails closed at once instead of trying the store again.
     store_failures: std::sync::atomic::AtomicU64,
+    /// Whether the latest finished store lookup of the uncached path failed.
+    store_failing: std::sync::atomic::AtomicBool,
 }
 
 impl<S: KeyStore> Keyring<S> {

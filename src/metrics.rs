@@ -21,7 +21,7 @@
 //! | `keymint_store_lookup_duration_seconds` | histogram | | the store read of an uncached verification |
 //! | `keymint_hash_duration_seconds` | histogram | | the secret check of an uncached verification (Argon2 or HMAC) |
 //! | `keymint_rate_limit_denials_total` | counter | `policy`: the policy's name (`key` for a key's own limit) | requests refused by a rate limit |
-//! | `keymint_uncached_in_flight` | gauge | | verifications holding or waiting for a hashing slot |
+//! | `keymint_uncached_in_flight` | gauge | | verifications holding or waiting for a hashing slot (all keyrings of the process) |
 //! | `keymint_uncached_overloaded_total` | counter | | verifications refused because the hashing slots and queue were full |
 //! | `keymint_store_errors_total` | counter | `op`: `verify` | store failures seen by verifications |
 //! | `keymint_limiter_errors_total` | counter | | rate-limiter failures seen by verifications |
@@ -197,9 +197,14 @@ mod emit {
         metrics::counter!(RATE_LIMIT_DENIALS, "policy" => policy.to_owned()).increment(1);
     }
 
-    pub(crate) fn uncached_in_flight(count: usize) {
-        #[allow(clippy::cast_precision_loss)] // a count of tasks
-        metrics::gauge!(UNCACHED_IN_FLIGHT).set(count as f64);
+    /// One more verification holds or waits for a hashing slot (increments, so that
+    /// racing threads and several keyrings add up instead of overwriting each other).
+    pub(crate) fn uncached_enter() {
+        metrics::gauge!(UNCACHED_IN_FLIGHT).increment(1.0);
+    }
+
+    pub(crate) fn uncached_leave() {
+        metrics::gauge!(UNCACHED_IN_FLIGHT).decrement(1.0);
     }
 
     pub(crate) fn uncached_overloaded() {
@@ -231,7 +236,9 @@ mod emit {
     #[inline(always)]
     pub(crate) fn rate_limit_denial(_: &str) {}
     #[inline(always)]
-    pub(crate) fn uncached_in_flight(_: usize) {}
+    pub(crate) fn uncached_enter() {}
+    #[inline(always)]
+    pub(crate) fn uncached_leave() {}
     #[inline(always)]
     pub(crate) fn uncached_overloaded() {}
     #[inline(always)]

@@ -4,10 +4,11 @@
 //! The keyring counts in memory and hands the counts to a [`UsageStore`] every
 //! [`flush interval`](crate::KeyringBuilder::usage) (and on
 //! [`Keyring::flush_usage`](crate::Keyring::flush_usage)), so a verification costs a map
-//! update, never a write. Counted are the requests whose key was found: verified, refused
-//! after identification (revoked, expired, out of scope, over its limit, ...), or presenting
-//! a wrong secret for an existing id. Requests for ids that do not exist are not counted
-//! here (an attacker could invent unlimited ids); metrics and the audit trail see those.
+//! update, never a write. Counted are the requests whose key authenticated: verified, or
+//! refused afterwards (revoked, expired, out of scope, over its limit, ...). Requests that
+//! did not authenticate (unknown ids, wrong secrets) are not counted here: anyone could
+//! write rows for them; metrics and the audit trail see those. Delivery to the store is at
+//! least once (a write that failed after committing is retried).
 //!
 //! [`MemoryUsage`] keeps counts in memory; `SqliteStore` and `PgStore` keep them in a
 //! `<table>_usage` table (schema version 3).
@@ -160,7 +161,8 @@ pub trait UsageStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the backend fails (nothing of the batch may then be
-    /// assumed written; the keyring retries it once with the next batch).
+    /// assumed written; the keyring puts it back and retries with the next flush). The
+    /// keyring sends at most 1000 rows per call.
     fn add(&self, batch: &[UsageDelta]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// One key's counts per day over `from..=to`, in day order (days without requests

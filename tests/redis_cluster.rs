@@ -263,13 +263,8 @@ async fn reloads_the_script_on_every_node_after_a_flush() {
             .query_async(&mut con)
             .await
             .unwrap();
-        let exists: Vec<bool> = redis::cmd("SCRIPT")
-            .arg("EXISTS")
-            .arg(l.script_hash())
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        assert_eq!(exists, [false]);
+        // Not asserted absent afterwards: the other tests of this binary run at the same
+        // time on the same cluster, and their next check may load the script again at once.
     }
     for key in &keys {
         let d = l.check(key, &p, 1).await.unwrap();

@@ -131,6 +131,8 @@ pub enum Anomaly {
 
 /// Smoothing of the per-minute average: each closed minute weighs this much.
 const ALPHA: f64 = 0.1;
+/// At most one new-network report per key in this many minutes.
+const NETWORK_REPORT_MINUTES: i64 = 60;
 /// Keys idle this long may make room for new ones when the table is full.
 const IDLE_EVICT_MINUTES: i64 = 60;
 
@@ -142,6 +144,9 @@ struct KeyState {
     minutes_seen: u32,
     spike_reported: bool,
     uses: u32,
+    /// When the last new network was reported: at most one report an hour per key, so a
+    /// key used from many networks (a browser key, a roaming client) is not a flood.
+    network_reported: Option<i64>,
     /// (network, last minute seen), at most `max_networks`.
     networks: Vec<(u128, i64)>,
 }
@@ -151,6 +156,9 @@ struct KeyState {
 pub(crate) struct AnomalyDetector {
     config: AnomalyConfig,
     keys: DashMap<KeyId, Mutex<KeyState>>,
+    /// The minute of the last eviction sweep: at most one a minute, so a full table does
+    /// not cost a sweep per verification.
+    last_sweep: std::sync::atomic::AtomicI64,
 }
 
 /// A /24 (IPv4) or /48 (IPv6) as one number, tagged so the two never collide.
@@ -183,6 +191,7 @@ impl AnomalyDetector {
         Self {
             config,
             keys: DashMap::new(),
+            last_sweep: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 
@@ -195,7 +204,13 @@ impl AnomalyDetector {
         now: DateTime<Utc>,
     ) -> Vec<Anomaly> {
         let minute = now.timestamp().div_euclid(60);
-        if !self.keys.contains_key(lineage) && !self.make_room(minute) {
+        if let Some(entry) = self.keys.get(lineage) {
+            let mut state = entry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            return self.update(&mut state, client_ip, minute);
+        }
+        if !self.make_room(minute) {
             return Vec::new();
         }
         let entry = self.keys.entry(lineage.clone()).or_insert_with(|| {
@@ -206,16 +221,21 @@ impl AnomalyDetector {
                 minutes_seen: 0,
                 spike_reported: false,
                 uses: 0,
+                network_reported: None,
                 networks: Vec::new(),
             })
         });
         let mut state = entry
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.update(&mut state, client_ip, minute)
+    }
+
+    fn update(&self, state: &mut KeyState, client_ip: Option<IpAddr>, minute: i64) -> Vec<Anomaly> {
         let mut found = Vec::new();
-        self.count(&mut state, minute, &mut found);
+        self.count(state, minute, &mut found);
         if let Some(ip) = client_ip {
-            self.place(&mut state, network_of(ip), minute, &mut found);
+            self.place(state, network_of(ip), minute, &mut found);
         }
         state.uses = state.uses.saturating_add(1);
         found
@@ -258,7 +278,12 @@ impl AnomalyDetector {
             seen.1 = minute;
             return;
         }
-        if state.uses >= self.config.network_warmup_uses {
+        if state.uses >= self.config.network_warmup_uses
+            && state
+                .network_reported
+                .is_none_or(|at| minute - at >= NETWORK_REPORT_MINUTES)
+        {
+            state.network_reported = Some(minute);
             found.push(Anomaly::NewNetwork {
                 network: network_text(network),
             });
@@ -281,8 +306,18 @@ impl AnomalyDetector {
     /// Whether a new key may be watched: there is room, or keys idle for an hour were
     /// dropped to make some.
     fn make_room(&self, minute: i64) -> bool {
+        use std::sync::atomic::Ordering;
         if self.keys.len() < self.config.max_keys {
             return true;
+        }
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if last >= minute
+            || self
+                .last_sweep
+                .compare_exchange(last, minute, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
         }
         self.keys.retain(|_, state| {
             let state = state
@@ -379,6 +414,13 @@ mod tests {
             }]
         );
         assert!(d.observe(&key, Some(away), now).is_empty(), "known now");
+        // Another new network within the hour is learned, not reported again.
+        let third: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(
+            d.observe(&key, Some(third), now).is_empty(),
+            "one report an hour"
+        );
+        let now = now + TimeDelta::minutes(61);
         let v6: IpAddr = "2001:db8:1234:5678::1".parse().unwrap();
         assert_eq!(
             d.observe(&key, Some(v6), now),

@@ -235,7 +235,8 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
         store: impl crate::usage::UsageStore,
         flush_interval: TimeDelta,
     ) -> Self {
-        let secs = flush_interval.num_seconds();
+        // At least a second: a shorter interval would start a flush on every request.
+        let secs = flush_interval.num_seconds().max(1);
         self.config.usage = Some(Box::new(move |now| {
             crate::usage::UsageRecorder::new(store, secs, now)
         }));
@@ -410,6 +411,7 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
                 gate: super::hash_gate::HashGate::new(concurrency, max_waiting),
                 warnings: super::refusal::WarnEvery::new(WARN_INTERVAL_SECS),
                 store_failures: std::sync::atomic::AtomicU64::new(0),
+                store_failing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

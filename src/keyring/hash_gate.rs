@@ -97,8 +97,8 @@ struct Inside(Arc<GateInner>);
 
 impl Drop for Inside {
     fn drop(&mut self) {
-        let before = self.0.inside.fetch_sub(1, Ordering::AcqRel);
-        crate::metrics::uncached_in_flight(before.saturating_sub(1));
+        self.0.inside.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::uncached_leave();
     }
 }
 
@@ -133,7 +133,7 @@ impl HashGate {
             self.inner.inside.fetch_sub(1, Ordering::AcqRel);
             return Err(GateError::Overloaded);
         }
-        crate::metrics::uncached_in_flight(before + 1);
+        crate::metrics::uncached_enter();
         let inside = Inside(self.inner.clone());
         #[cfg(feature = "tokio")]
         let permit = self

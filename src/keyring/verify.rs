@@ -478,7 +478,12 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         // verification queued behind them would wait for its turn and then for its own
         // timeout too (one more timeout per round of the queue). A lookup that failed while
         // this one waited means the store is failing now: fail closed at once.
-        if self.inner.store_failures.load(Ordering::Acquire) != failures_before {
+        // Only while the store is failing now (the latest lookup failed): a lookup that
+        // succeeded since (an unknown id answered `None` counts) clears it, so one bad row
+        // or a single transient error cannot refuse the whole queue.
+        if self.inner.store_failures.load(Ordering::Acquire) != failures_before
+            && self.inner.store_failing.load(Ordering::Acquire)
+        {
             return Err(Refusal::StoreUnavailable(StoreError::unavailable(
                 FailedWhileQueued,
             )));
@@ -490,13 +495,26 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             let _slot = slot;
             let hashes = keyring.inner.hashes.clone();
             let lookup = metrics::Timer::start();
-            let stored = keyring.inner.store.get(&id).await.map_err(|e| {
-                keyring
-                    .inner
-                    .store_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                Refusal::StoreUnavailable(e)
-            })?;
+            let stored = match keyring.inner.store.get(&id).await {
+                Ok(stored) => {
+                    keyring
+                        .inner
+                        .store_failing
+                        .store(false, std::sync::atomic::Ordering::Release);
+                    stored
+                }
+                Err(e) => {
+                    keyring
+                        .inner
+                        .store_failing
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    keyring
+                        .inner
+                        .store_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    return Err(Refusal::StoreUnavailable(e));
+                }
+            };
             metrics::store_lookup(lookup);
             let Some(record) = stored else {
                 // Same work as a wrong secret, so timing does not reveal which ids exist.

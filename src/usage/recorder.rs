@@ -15,6 +15,9 @@ use crate::store::StoreError;
 /// dropped (and counted) until a flush makes room.
 const MAX_PENDING: usize = 1 << 18;
 
+/// Rows per store call, so one flush never holds a database's write lock for long.
+const CHUNK: usize = 1000;
+
 type BoxFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
 /// [`UsageStore::add`] behind a trait object, so the keyring needs no third type
@@ -59,7 +62,8 @@ impl UsageRecorder {
         }
     }
 
-    /// Counts one request; answers whether a flush is due (the caller starts one).
+    /// Counts one request; answers whether a flush is due (the caller starts one). Exactly
+    /// one caller per interval is told so, and none while a flush runs.
     pub(crate) fn count(
         &self,
         key_id: &KeyId,
@@ -78,12 +82,19 @@ impl UsageRecorder {
         } else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        now.timestamp() - self.last_flush.load(Ordering::Relaxed) >= self.interval_secs
+        let last = self.last_flush.load(Ordering::Relaxed);
+        now.timestamp() - last >= self.interval_secs
+            && !self.flushing.load(Ordering::Acquire)
+            && self
+                .last_flush
+                .compare_exchange(last, now.timestamp(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
-    /// Takes the counts and writes them; on failure they are put back once (to be retried
-    /// with the next flush). Only one flush runs at a time; a concurrent call returns at
-    /// once.
+    /// Takes the counts and writes them, [`CHUNK`] rows per store call. Rows not written
+    /// (a failed call, or a caller that stopped waiting) are put back for the next flush, so
+    /// delivery is at least once: a call that failed after the store committed counts its
+    /// rows twice. Only one flush runs at a time; a concurrent call returns at once.
     pub(crate) async fn flush(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         if self.flushing.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -103,24 +114,30 @@ impl UsageRecorder {
                 });
             }
         }
-        if batch.is_empty() {
-            return Ok(());
+        // Whatever is not written by the time this guard drops goes back: also when the
+        // caller is cancelled mid-write.
+        let mut unwritten = PutBack {
+            recorder: self,
+            rows: batch,
+        };
+        while !unwritten.rows.is_empty() {
+            let take = unwritten.rows.len().min(CHUNK);
+            let chunk_start = unwritten.rows.len() - take;
+            self.store.add_batch(&unwritten.rows[chunk_start..]).await?;
+            unwritten.rows.truncate(chunk_start);
         }
-        match self.store.add_batch(&batch).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                for delta in batch {
-                    let slot = (delta.key_id, delta.day, delta.outcome);
-                    if self.pending.len() < MAX_PENDING || self.pending.contains_key(&slot) {
-                        // Added to whatever was counted for the slot meanwhile.
-                        let mut entry =
-                            self.pending.entry(slot).or_insert_with(|| (delta.owner, 0));
-                        entry.1 = entry.1.saturating_add(delta.count);
-                    } else {
-                        self.dropped.fetch_add(delta.count, Ordering::Relaxed);
-                    }
-                }
-                Err(e)
+        Ok(())
+    }
+
+    fn put_back(&self, rows: Vec<UsageDelta>) {
+        for delta in rows {
+            let slot = (delta.key_id, delta.day, delta.outcome);
+            if self.pending.len() < MAX_PENDING || self.pending.contains_key(&slot) {
+                // Added to whatever was counted for the slot meanwhile.
+                let mut entry = self.pending.entry(slot).or_insert_with(|| (delta.owner, 0));
+                entry.1 = entry.1.saturating_add(delta.count);
+            } else {
+                self.dropped.fetch_add(delta.count, Ordering::Relaxed);
             }
         }
     }
@@ -128,6 +145,18 @@ impl UsageRecorder {
     /// Requests not counted because the pending counts were full.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Rows of a flush not yet written, put back when dropped.
+struct PutBack<'a> {
+    recorder: &'a UsageRecorder,
+    rows: Vec<UsageDelta>,
+}
+
+impl Drop for PutBack<'_> {
+    fn drop(&mut self) {
+        self.recorder.put_back(std::mem::take(&mut self.rows));
     }
 }
 
