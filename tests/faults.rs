@@ -162,22 +162,31 @@ async fn postgres_stopped_mid_traffic_fails_closed_and_recovers_without_losing_r
     let keys = active.clone();
     let refused = Arc::new([revoked, disabled]);
     let done = Arc::new(AtomicUsize::new(0));
+    // Set once the server is stopped; workers count the verifications they started after.
+    let outage = Arc::new(AtomicBool::new(false));
+    let done_in_outage = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for w in 0..2 {
-        let (keyring, keys, refused, stop, done) = (
+        let (keyring, keys, refused, stop, done, outage, done_in_outage) = (
             uncached.clone(),
             keys.clone(),
             refused.clone(),
             stop.clone(),
             done.clone(),
+            outage.clone(),
+            done_in_outage.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut i = w;
             while !stop.load(Ordering::SeqCst) {
                 let key = &keys[i % keys.len()];
+                let in_outage = outage.load(Ordering::SeqCst);
                 let started = Instant::now();
                 let result = verify(&keyring, key).await;
+                if in_outage {
+                    done_in_outage.fetch_add(1, Ordering::SeqCst);
+                }
                 samples.push(Sample {
                     started,
                     took: started.elapsed(),
@@ -205,6 +214,7 @@ async fn postgres_stopped_mid_traffic_fails_closed_and_recovers_without_losing_r
     let stopping = Instant::now();
     server.stop();
     let down = Instant::now();
+    outage.store(true, Ordering::SeqCst);
     let attempts = std::sync::Mutex::new(Vec::new());
     let first_refusal = poll("an uncached verification fails closed", || async {
         let t = Instant::now();
@@ -235,6 +245,12 @@ async fn postgres_stopped_mid_traffic_fails_closed_and_recovers_without_losing_r
         let err = verify(&uncached, key).await.expect_err("the store is down");
         assert_eq!(err.status_code(), 503, "{err:?}");
     }
+    // Keep the server down until the traffic itself saw the outage (verifications queued
+    // behind a failure now fail at once, so the test's own calls may end the outage early).
+    poll("traffic ran during the outage", || async {
+        done_in_outage.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     let resuming = Instant::now();
 
     server.resume();
