@@ -237,6 +237,12 @@ fn migrations(table: &str) -> Vec<Migration> {
     ]
 }
 
+/// A listing's filter value.
+enum Filter<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
 fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::unavailable(e)
 }
@@ -434,6 +440,34 @@ impl SqliteStore {
             .map_err(|_| StoreError::unavailable(MappingError::Timeout))?
     }
 
+    /// One page of a listing: `sql` takes the `filters` first, then the id to start
+    /// after and the row limit (one more than the page, to tell whether another follows).
+    async fn keyset_page(
+        &self,
+        sql: &Arc<str>,
+        filters: &[Filter<'_>],
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        let limit = page_limit(page);
+        self.bounded(async {
+            let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
+            for filter in filters {
+                query = match *filter {
+                    Filter::Text(text) => query.bind(text),
+                    Filter::Int(n) => query.bind(n),
+                };
+            }
+            let rows = query
+                .bind(page.after.as_ref().map_or("", KeyId::as_str))
+                .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            page_of_rows(&rows, limit)
+        })
+        .await
+    }
+
     async fn read_in(
         &self,
         conn: &mut SqliteConnection,
@@ -598,18 +632,8 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list_by_owner(&self, owner: &str, page: &PageRequest) -> Result<Page, StoreError> {
-        let limit = page_limit(page);
-        self.bounded(async {
-            let rows = sqlx::query(AssertSqlSafe(self.sql.by_owner.clone()))
-                .bind(owner)
-                .bind(page.after.as_ref().map_or("", KeyId::as_str))
-                .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            page_of_rows(&rows, limit)
-        })
-        .await
+        self.keyset_page(&self.sql.by_owner, &[Filter::Text(owner)], page)
+            .await
     }
 
     async fn list_expiring(
@@ -618,19 +642,8 @@ impl KeyStore for SqliteStore {
         to: DateTime<Utc>,
         page: &PageRequest,
     ) -> Result<Page, StoreError> {
-        let limit = page_limit(page);
-        self.bounded(async {
-            let rows = sqlx::query(AssertSqlSafe(self.sql.expiring.clone()))
-                .bind(micros(from))
-                .bind(micros(to))
-                .bind(page.after.as_ref().map_or("", KeyId::as_str))
-                .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            page_of_rows(&rows, limit)
-        })
-        .await
+        let window = [Filter::Int(micros(from)), Filter::Int(micros(to))];
+        self.keyset_page(&self.sql.expiring, &window, page).await
     }
 
     async fn list_unused_since(
@@ -638,18 +651,8 @@ impl KeyStore for SqliteStore {
         before: DateTime<Utc>,
         page: &PageRequest,
     ) -> Result<Page, StoreError> {
-        let limit = page_limit(page);
-        self.bounded(async {
-            let rows = sqlx::query(AssertSqlSafe(self.sql.unused.clone()))
-                .bind(micros(before))
-                .bind(page.after.as_ref().map_or("", KeyId::as_str))
-                .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            page_of_rows(&rows, limit)
-        })
-        .await
+        self.keyset_page(&self.sql.unused, &[Filter::Int(micros(before))], page)
+            .await
     }
 }
 
