@@ -105,7 +105,7 @@ for i in 1 2 3; do
   info=$(redis-cli -p "$port" info server | tr -d '\r')
   [ "$(sed -n 's/^process_id://p' <<<"$info")" = "${CLUSTER_PIDS[-1]}" ]
   [ "$(redis-cli -p "$port" info cluster | tr -d '\r' | sed -n 's/^cluster_enabled://p')" = 1 ]
-  ss -ltnpH "sport = :$((port + 10000))" | grep -q "pid=${CLUSTER_PIDS[-1]},"
+  ss -ltnpH "sport = :$((port + 10000))" | grep "pid=${CLUSTER_PIDS[-1]}," >/dev/null
   CLUSTER_PORTS+=("$port")
   CLUSTER_URLS+=("redis://127.0.0.1:$port/")
 done
@@ -148,7 +148,7 @@ for _ in $(seq 1 100); do
   kill -0 "$DRIVER_PID" 2>/dev/null || { cat "$WORK/chromedriver.log" >&2; exit 1; }
   sleep 0.1
 done
-curl -fsS "http://127.0.0.1:$DRIVER_PORT/status" | grep -q '"ready": *true' || { cat "$WORK/chromedriver.log" >&2; exit 1; }
+curl -fsS "http://127.0.0.1:$DRIVER_PORT/status" | grep '"ready": *true' >/dev/null || { cat "$WORK/chromedriver.log" >&2; exit 1; }
 # The driver answering must be ours: it would have exited had the port been taken.
 kill -0 "$DRIVER_PID" 2>/dev/null || { cat "$WORK/chromedriver.log" >&2; exit 1; }
 export KEYMINT_TEST_WEBDRIVER_URL="http://127.0.0.1:$DRIVER_PORT"
