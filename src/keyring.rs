@@ -118,7 +118,7 @@ struct Inner<S, L> {
     limiter: L,
     policies: HashMap<String, Arc<Policy>>,
     default_policy: Option<Arc<Policy>>,
-    throttle: Option<throttle::Throttle>,
+    throttle: Option<Arc<throttle::Throttle>>,
     gate: hash_gate::HashGate,
     hashes: HashPolicy,
     clock: SharedClock,

@@ -396,7 +396,7 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
                 default_policy,
                 throttle: config
                     .failed_attempts
-                    .map(|p| super::throttle::Throttle::new(p, config.clock.clone())),
+                    .map(|p| Arc::new(super::throttle::Throttle::new(p, config.clock.clone()))),
                 hashes: config.hashes,
                 clock: config.clock,
                 metrics: crate::metrics::Handles::new(),

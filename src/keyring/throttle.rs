@@ -32,32 +32,30 @@ impl Throttle {
 
     /// Reserves one attempt for the client before the expensive path, or refuses a client
     /// whose budget is spent. Reserving (rather than peeking now and charging after the
-    /// hash) is what keeps a burst of concurrent attempts from all passing at once. The
-    /// reservation stays charged if the attempt fails; [`release`](Self::release) gives
-    /// it back if it succeeds.
+    /// hash) is what keeps a burst of concurrent attempts from all passing at once.
+    ///
+    /// The reservation is given back when dropped, unless [`Reservation::keep`] marks the
+    /// attempt as failed. It travels with the work, not with the caller: a caller that stops
+    /// waiting neither keeps a charge for an attempt that went on to succeed nor escapes one
+    /// for an attempt that went on to fail.
     pub(crate) fn reserve(
-        &self,
+        self: &Arc<Self>,
         client: Option<IpAddr>,
-    ) -> Result<Option<String>, RateLimitDenial> {
+    ) -> Result<Option<Reservation>, RateLimitDenial> {
         let Some(bucket) = self.bucket(client) else {
             return Ok(None);
         };
         match self.limiter.check_now(&bucket, &self.policy, 1) {
-            Ok(decision) if decision.allowed => Ok(Some(bucket)),
+            Ok(decision) if decision.allowed => Ok(Some(Reservation {
+                throttle: self.clone(),
+                bucket: Some(bucket),
+            })),
             Ok(decision) => Err(RateLimitDenial::new(self.policy.clone(), decision)),
             // A full table cannot track this client: authentication still applies.
             Err(e) => {
                 tracing::debug!(error = %e, "failed-attempt throttle could not count an attempt");
                 Ok(None)
             }
-        }
-    }
-
-    /// Gives back a reservation: the attempt authenticated (or failed for the service's
-    /// own reasons, which are no failed attempt of the client's).
-    pub(crate) fn release(&self, reservation: Option<String>) {
-        if let Some(bucket) = reservation {
-            self.limiter.refund_now(&bucket, &self.policy, 1);
         }
     }
 
@@ -90,6 +88,39 @@ impl fmt::Debug for Throttle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Throttle")
             .field("policy", &self.policy.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One attempt reserved from a client's budget: given back on drop (the attempt
+/// authenticated, failed for the service's own reasons, or never ran), kept by
+/// [`keep`](Self::keep) (the attempt failed authentication).
+pub(crate) struct Reservation {
+    throttle: Arc<Throttle>,
+    bucket: Option<String>,
+}
+
+impl Reservation {
+    /// The attempt failed authentication: the charge stays.
+    pub(crate) fn keep(mut self) {
+        self.bucket = None;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(bucket) = self.bucket.take() {
+            self.throttle
+                .limiter
+                .refund_now(&bucket, &self.throttle.policy, 1);
+        }
+    }
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("kept", &self.bucket.is_none())
             .finish_non_exhaustive()
     }
 }

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 use super::hash_gate::{GateError, run_blocking, run_detached, spawn_or_run};
 use super::key_type::KeyType;
 use super::refusal::Refusal;
+use super::throttle::Reservation;
 use super::{AuditEvent, Keyring};
 use crate::clock::Clock as _;
 use crate::format::{KeyId, ParsedKey};
@@ -33,11 +34,11 @@ const MAX_CREDIT_HOPS: usize = 32;
 /// rather than trusted as what the configuration claims.
 fn bound_to_type(
     found: (KeyRecord, Zeroizing<String>, bool),
-    parsed: &ParsedKey<'_>,
+    presented_prefix: &str,
     key_type: &KeyType,
 ) -> Result<(KeyRecord, Zeroizing<String>, bool), Refusal> {
     let record = &found.0;
-    if record.prefix.as_str() != parsed.prefix() {
+    if record.prefix.as_str() != presented_prefix {
         return Err(Refusal::WrongPrefix);
     }
     let issued_as_other_kind = record.kind.is_some_and(|kind| kind != key_type.kind());
@@ -426,20 +427,8 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         *path = VerifyPath::Uncached;
 
         let reservation = self.throttle_reserve(ctx)?;
-        let checked = self
-            .lookup_and_check(parsed)
-            .await
-            .and_then(|found| bound_to_type(found, parsed, key_type));
-        if checked
-            .as_ref()
-            .err()
-            .is_none_or(|r| !r.is_authentication_failure())
-            && let Some(throttle) = &self.inner.throttle
-        {
-            // The attempt authenticated, or failed for the service's own reasons.
-            throttle.release(reservation);
-        }
-        let (record, secret, needs_rehash) = checked?;
+        let (record, secret, needs_rehash) =
+            self.lookup_and_check(parsed, key_type, reservation).await?;
         if needs_rehash {
             self.rehash(record.clone(), secret).await;
         }
@@ -464,12 +453,15 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     }
 
     /// The store lookup and the constant-time secret check, bounded together by the hash
-    /// gate. They run as one task of their own that owns the gate slot: a caller that stops
-    /// waiting (an HTTP timeout, a client disconnect) frees nothing while the store query or
-    /// the hash still runs.
+    /// gate. They run as one task of their own that owns the gate slot and the client's
+    /// throttle reservation: a caller that stops waiting (an HTTP timeout, a client
+    /// disconnect) frees no slot while the store query or the hash still runs, and the
+    /// attempt is charged to the client by its outcome, not by whether anyone still waits.
     async fn lookup_and_check(
         &self,
         parsed: &ParsedKey<'_>,
+        key_type: &Arc<KeyType>,
+        reservation: Option<Reservation>,
     ) -> Result<(KeyRecord, Zeroizing<String>, bool), Refusal> {
         use std::sync::atomic::Ordering;
         let failures_before = self.inner.store_failures.load(Ordering::Acquire);
@@ -490,58 +482,70 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
         let keyring = self.clone();
         let id = parsed.key_id();
+        let prefix = parsed.prefix().to_owned();
+        let key_type = key_type.clone();
         let secret = Zeroizing::new(parsed.expose_secret().to_owned());
         let work = async move {
             let _slot = slot;
-            let hashes = keyring.inner.hashes.clone();
-            let lookup = metrics::Timer::start();
-            let stored = match keyring.inner.store.get(&id).await {
-                Ok(stored) => {
-                    keyring
-                        .inner
-                        .store_failing
-                        .store(false, std::sync::atomic::Ordering::Release);
-                    stored
-                }
-                Err(e) => {
-                    keyring
-                        .inner
-                        .store_failing
-                        .store(true, std::sync::atomic::Ordering::Release);
-                    keyring
-                        .inner
-                        .store_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                    return Err(Refusal::StoreUnavailable(e));
-                }
-            };
-            metrics::store_lookup(lookup);
-            let Some(record) = stored else {
-                // Same work as a wrong secret, so timing does not reveal which ids exist.
-                let secret = secret.clone();
-                run_blocking(move || hashes.verify_dummy(secret.as_bytes()))
-                    .await
-                    .map_err(Refusal::Internal)?;
-                return Err(Refusal::NotFound);
-            };
-            let stored_hash = record.hash.clone();
-            let check_secret = secret.clone();
-            let hashing = metrics::Timer::start();
-            let verdict =
-                run_blocking(move || hashes.verify(check_secret.as_bytes(), stored_hash.as_str()))
-                    .await
-                    .map_err(Refusal::Internal)?;
-            metrics::hash(hashing);
-            match verdict {
-                Ok(Verdict::Match { needs_rehash }) => Ok((record, secret, needs_rehash)),
-                Ok(Verdict::Mismatch) => Err(Refusal::WrongSecret),
-                Err(e) => {
-                    tracing::debug!(key_id = %id, error = %e, "stored hash could not be checked");
-                    Err(Refusal::Internal(e))
-                }
+            let checked = keyring
+                .lookup_and_hash(id, secret)
+                .await
+                .and_then(|found| bound_to_type(found, &prefix, &key_type));
+            if let (Err(refusal), Some(reservation)) = (&checked, reservation)
+                && refusal.is_authentication_failure()
+            {
+                reservation.keep();
             }
+            checked
         };
         run_detached(work).await.map_err(Refusal::Internal)?
+    }
+
+    /// The body of [`lookup_and_check`](Self::lookup_and_check), run inside its slot.
+    async fn lookup_and_hash(
+        &self,
+        id: KeyId,
+        secret: Zeroizing<String>,
+    ) -> Result<(KeyRecord, Zeroizing<String>, bool), Refusal> {
+        use std::sync::atomic::Ordering;
+        let hashes = self.inner.hashes.clone();
+        let lookup = metrics::Timer::start();
+        let stored = match self.inner.store.get(&id).await {
+            Ok(stored) => {
+                self.inner.store_failing.store(false, Ordering::Release);
+                stored
+            }
+            Err(e) => {
+                self.inner.store_failing.store(true, Ordering::Release);
+                self.inner.store_failures.fetch_add(1, Ordering::AcqRel);
+                return Err(Refusal::StoreUnavailable(e));
+            }
+        };
+        metrics::store_lookup(lookup);
+        let Some(record) = stored else {
+            // Same work as a wrong secret, so timing does not reveal which ids exist.
+            let secret = secret.clone();
+            run_blocking(move || hashes.verify_dummy(secret.as_bytes()))
+                .await
+                .map_err(Refusal::Internal)?;
+            return Err(Refusal::NotFound);
+        };
+        let stored_hash = record.hash.clone();
+        let check_secret = secret.clone();
+        let hashing = metrics::Timer::start();
+        let verdict =
+            run_blocking(move || hashes.verify(check_secret.as_bytes(), stored_hash.as_str()))
+                .await
+                .map_err(Refusal::Internal)?;
+        metrics::hash(hashing);
+        match verdict {
+            Ok(Verdict::Match { needs_rehash }) => Ok((record, secret, needs_rehash)),
+            Ok(Verdict::Mismatch) => Err(Refusal::WrongSecret),
+            Err(e) => {
+                tracing::debug!(key_id = %id, error = %e, "stored hash could not be checked");
+                Err(Refusal::Internal(e))
+            }
+        }
     }
 
     /// Step 7: the key's policy (its own, else the keyring's default), charged to the
@@ -687,7 +691,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 
     /// Reserves one failed attempt of the client's budget before the expensive path, or
     /// refuses a client whose budget is spent.
-    fn throttle_reserve(&self, ctx: &VerifyContext<'_>) -> Result<Option<String>, Refusal> {
+    fn throttle_reserve(&self, ctx: &VerifyContext<'_>) -> Result<Option<Reservation>, Refusal> {
         match &self.inner.throttle {
             Some(throttle) => throttle.reserve(ctx.client_ip).map_err(Refusal::Throttled),
             None => Ok(None),

@@ -346,3 +346,100 @@ async fn a_concurrent_burst_cannot_pass_the_failed_attempt_throttle_together() {
     assert_eq!(throttled, 47, "only the budget of 3 may reach the store");
     assert_eq!(store.calls(StoreOp::Get), 3);
 }
+
+/// Starts `verify` on `key`, drops it while its store read is paused (a caller that gave up:
+/// an HTTP timeout, a disconnect), then lets the detached work finish and waits for it by
+/// queueing a verification from another client behind it on the one uncached slot.
+async fn verify_cancelled_mid_lookup(
+    keyring: &Limited,
+    store: &Store,
+    key: &str,
+    client: &VerifyContext<'_>,
+    bystander_key: &str,
+) {
+    store.inject(StoreOp::Get, keymint::testing::Fault::Pause);
+    tokio::select! {
+        result = keyring.verify(key, client) => panic!("the paused lookup finished: {result:?}"),
+        () = store.wait_paused() => {}
+    }
+    store.release();
+    let bystander = VerifyContext::new().client_ip("192.0.2.200".parse().unwrap());
+    keyring.verify(bystander_key, &bystander).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_verification_is_charged_to_the_throttle_by_its_outcome() {
+    let (keyring, store, _clock) = limited(|b| {
+        b.failed_attempt_throttle(per_minute("failures", 1))
+            .uncached_concurrency(1, 8)
+            .without_cache()
+    });
+    let issue = |name: &'static str| {
+        let keyring = keyring.clone();
+        async move {
+            keyring
+                .issue(IssueRequest::new("a", name).rate_limit_policy("generous"))
+                .await
+                .unwrap()
+        }
+    };
+    let valid = issue("valid").await;
+    let bystander = issue("bystander").await;
+    let client = VerifyContext::new().client_ip("198.51.100.7".parse().unwrap());
+
+    // A valid key whose caller gave up still authenticated: no failed attempt is kept.
+    verify_cancelled_mid_lookup(
+        &keyring,
+        &store,
+        valid.key.expose_secret(),
+        &client,
+        bystander.key.expose_secret(),
+    )
+    .await;
+    let wrong = wrong_secret(valid.key.expose_secret());
+    assert!(
+        matches!(
+            keyring.verify(&wrong, &client).await,
+            Err(VerifyError::Invalid)
+        ),
+        "the one failed attempt allowed is still there"
+    );
+    assert!(matches!(
+        keyring.verify(&wrong, &client).await,
+        Err(VerifyError::Throttled(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_forged_key_cannot_escape_the_throttle_by_cancelling() {
+    let (keyring, store, _clock) = limited(|b| {
+        b.failed_attempt_throttle(per_minute("failures", 1))
+            .uncached_concurrency(1, 8)
+            .without_cache()
+    });
+    let valid = keyring
+        .issue(IssueRequest::new("a", "valid").rate_limit_policy("generous"))
+        .await
+        .unwrap();
+    let bystander = keyring
+        .issue(IssueRequest::new("a", "bystander").rate_limit_policy("generous"))
+        .await
+        .unwrap();
+    let client = VerifyContext::new().client_ip("198.51.100.7".parse().unwrap());
+
+    // The forged attempt's caller gave up, but its hash ran and failed: it counts.
+    let wrong = wrong_secret(valid.key.expose_secret());
+    verify_cancelled_mid_lookup(
+        &keyring,
+        &store,
+        &wrong,
+        &client,
+        bystander.key.expose_secret(),
+    )
+    .await;
+    let err = keyring
+        .verify(valid.key.expose_secret(), &client)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Throttled(_)), "{err:?}");
+}
