@@ -269,6 +269,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     ) -> Result<bool, KeyringError> {
         let stored = self.get(old).await?;
         if stored.successor.as_ref() == Some(&successor.record.id) {
+            self.rotated(&stored, &successor.record.id);
             return Ok(true);
         }
         self.revoke(
@@ -528,17 +529,8 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 linked.last_refill_at = None;
             }
             match self.inner.store.update(&linked).await {
-                Ok(version) => {
-                    linked.version = version;
-                    self.changed(id);
-                    let old_expires_at = linked.attributes.expires_at.unwrap_or(cutoff);
-                    tracing::info!(key_id = %id, successor = %new_id, "api key rotated");
-                    crate::metrics::key_event("rotated");
-                    self.audit(|| AuditEvent::Rotated {
-                        old: id.clone(),
-                        new: new_id.clone(),
-                        old_expires_at,
-                    });
+                Ok(_) => {
+                    self.rotated(&linked, &new_id);
                     return Ok(issued);
                 }
                 Err(StoreError::Conflict) => {}
@@ -550,13 +542,19 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                     // successor's key is handed back rather than lost.
                     return match self.inner.store.get(id).await {
                         Ok(Some(stored)) if stored.successor.as_ref() == Some(&new_id) => {
+                            self.rotated(&stored, &new_id);
                             Ok(issued)
                         }
                         Ok(_) => {
                             self.abandon_successor(&new_id).await;
                             Err(e.into())
                         }
-                        Err(_) => Err(KeyringError::RotationUnconfirmed(Arc::new(issued))),
+                        Err(_) => {
+                            // It may have landed: no cache anywhere may keep the old
+                            // record's unlimited life meanwhile.
+                            self.changed(id);
+                            Err(KeyringError::RotationUnconfirmed(Arc::new(issued)))
+                        }
                     };
                 }
             }
@@ -592,6 +590,21 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
         self.abandon_successor(&new_id).await;
         Err(KeyringError::Contention)
+    }
+
+    /// What follows a rotation that landed (`linked` is the old record as stored, pointing
+    /// at `new_id`), however the keyring learned that it did: caches drop the old record,
+    /// and the rotation is logged, counted and audited.
+    fn rotated(&self, linked: &KeyRecord, new_id: &KeyId) {
+        let id = &linked.id;
+        self.changed(id);
+        tracing::info!(key_id = %id, successor = %new_id, "api key rotated");
+        crate::metrics::key_event("rotated");
+        self.audit(|| AuditEvent::Rotated {
+            old: id.clone(),
+            new: new_id.clone(),
+            old_expires_at: linked.attributes.expires_at.unwrap_or(linked.created_at),
+        });
     }
 
     /// Revokes a successor that was never linked to its predecessor. Nobody holds its

@@ -591,3 +591,95 @@ async fn another_keyrings_keys_on_a_shared_store_are_not_this_keyrings_to_manage
     // The test keyring still manages it.
     test.rotate(id, None).await.unwrap();
 }
+
+/// The rotations recorded by the audit sink, as (old, new) pairs.
+fn audited_rotations(f: &crate::support::Fixture) -> Vec<(keymint::KeyId, keymint::KeyId)> {
+    f.audit
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            keymint::AuditEvent::Rotated { old, new, .. } => Some((old, new)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Verifies `key` once, so this keyring's cache holds it, and waits for the last-used write
+/// that the first use queues, so that it cannot race the faults a test plans next.
+async fn warm(f: &crate::support::Fixture, key: &str) {
+    f.keyring.verify(key, &ctx()).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while f.store.calls(StoreOp::RecordLastUsed) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the first use is written");
+}
+
+#[tokio::test]
+async fn a_rotation_confirmed_after_a_lost_reply_stops_the_cached_old_key_and_is_audited() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let old_key = issued.key.expose_secret();
+    let id = issued.record.id.clone();
+    warm(&f, old_key).await;
+
+    // A leaked key rolled with no grace; the link lands but its reply is lost, and the
+    // read-back confirms it.
+    f.store.inject(StoreOp::Update, Fault::FailAfter);
+    let successor = f
+        .keyring
+        .rotate(&id, Some(TimeDelta::zero()))
+        .await
+        .unwrap();
+
+    assert!(
+        f.bus.published().contains(&id),
+        "the fleet must hear that the old record changed"
+    );
+    assert_eq!(
+        audited_rotations(&f),
+        vec![(id.clone(), successor.record.id.clone())]
+    );
+    f.clock.advance(TimeDelta::seconds(1));
+    assert!(matches!(
+        f.keyring.verify(old_key, &ctx()).await,
+        Err(VerifyError::Expired)
+    ));
+}
+
+#[tokio::test]
+async fn a_rotation_settled_by_confirm_rotation_stops_the_cached_old_key_and_is_audited() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    let old_key = issued.key.expose_secret();
+    let id = issued.record.id.clone();
+    warm(&f, old_key).await;
+
+    f.store.inject(StoreOp::Update, Fault::FailAfter);
+    f.store.inject(StoreOp::Get, Fault::Pass);
+    f.store.inject(StoreOp::Get, Fault::Fail);
+    let KeyringError::RotationUnconfirmed(successor) = f
+        .keyring
+        .rotate(&id, Some(TimeDelta::zero()))
+        .await
+        .unwrap_err()
+    else {
+        panic!("expected RotationUnconfirmed");
+    };
+    assert!(
+        f.bus.published().contains(&id),
+        "an unknown outcome drops the cached record too"
+    );
+    assert!(f.keyring.confirm_rotation(&id, &successor).await.unwrap());
+    assert_eq!(
+        audited_rotations(&f),
+        vec![(id.clone(), successor.record.id.clone())]
+    );
+    f.clock.advance(TimeDelta::seconds(1));
+    assert!(matches!(
+        f.keyring.verify(old_key, &ctx()).await,
+        Err(VerifyError::Expired)
+    ));
+}
