@@ -42,11 +42,16 @@
 //! | [`mod@format`] | key format v1: [`KeyFormat`], [`parse_key`], the checksum, [`Scanner`] and regexes for secret scanners, [`GeneratedKey`] and [`KeyHint`] |
 //! | [`hash`] | hashing at rest: [`SecretHasher`], [`HashPolicy`], [`Argon2idHasher`], [`HmacSha256Hasher`], PHC strings |
 //! | [`scope`] | [`Scope`], [`ScopeSet`], [`Roles`] and the [`Requirement`] language |
-//! | [`ratelimit`] | [`Quota`], [`Policy`], [`Decision`], the [`RateLimiter`] trait, the in-memory GCRA limiter, credits, `RateLimit` header values, Redis |
+//! | [`ratelimit`] | [`Quota`], [`Policy`](ratelimit::Policy), [`Decision`], the [`RateLimiter`] trait, the in-memory GCRA limiter, credits, `RateLimit` header values, Redis |
 //! | [`record`] | [`KeyRecord`], what a store holds for each key |
-//! | [`store`] | the [`KeyStore`] trait and its contract, [`MemoryStore`], `PgStore` |
+//! | [`store`] | the [`KeyStore`] trait and its contract, [`MemoryStore`], `SqliteStore`, `PgStore` (features `sqlite`, `postgres`) |
 //! | [`invalidation`] | fleet-wide cache invalidation: the [`CacheInvalidation`] hook, `PgInvalidation` (LISTEN/NOTIFY) and `RedisInvalidation` (pub/sub) |
-//! | [`keyring`] | [`Keyring`]: issue, verify, revoke, rotate, update, list; cache, audit events |
+//! | [`keyring`] | [`Keyring`]: key types and environments, issue, verify, revoke, rotate, update, list; cache, audit events, anomaly signals |
+//! | [`usage`] | per-key usage counts by UTC day and outcome, written in batches |
+//! | [`audit`] | a tamper-evident (hash-chained) audit trail and its verifier |
+//! | [`metrics`] | the counters and histograms emitted through the `metrics` facade (feature `metrics`) |
+//! | [`cidr`], [`origin`] | client-network allowlists and publishable keys' allowed origins |
+//! | `http` | the tower layer, axum extractors and the self-service portal (features `tower`, `axum`) |
 //! | [`clock`] | the [`Clock`] trait, the one source of time ([`ManualClock`] for tests) |
 //! | `testing` | conformance kits and fault wrappers for your own backends (feature `testing`) |
 //! | [`guide`] | long-form documentation: design notes, measurements, extending keymint |
@@ -57,13 +62,13 @@
 //! |---|---|---|
 //! | `tokio` | yes | hashing on tokio's blocking pool, background last-used and rehash writes |
 //! | `cli` | no | the `keymint` command-line tool |
-//! | `testing` | no | `keymint::testing`: the store conformance kit and `FaultyStore` |
+//! | `testing` | no | `keymint::testing`: conformance kits for stores, limiters and hashers, and `FaultyStore` |
 //! | `redis` | no | `ratelimit::RedisLimiter`: fleet-wide rate limits (one server or a Redis Cluster); `invalidation::redis` |
 //! | `postgres` | no | `store::PgStore`: key records in PostgreSQL; `invalidation::postgres` |
 //! | `sqlite` | no | `store::SqliteStore`: key records in SQLite (compiled in) |
 //! | `metrics` | no | counters and histograms through the `metrics` facade ([`metrics`]) |
 //! | `tower` | no | `keymint::http`: the tower layer that authenticates requests |
-//! | `axum` | no | `tower` plus the `VerifiedKey` extractors |
+//! | `axum` | no | `tower` plus the `VerifiedKey` extractors and the self-service portal router |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -128,6 +133,14 @@ pub type Policy = ratelimit::Policy;
 
 /// Every Rust snippet of README.md, compiled and run as doctests (with all features, as the
 /// README's test command runs them), so a snippet that drifts from the API fails the build.
-#[cfg(all(doctest, feature = "testing", feature = "postgres", feature = "redis"))]
+#[cfg(all(
+    doctest,
+    feature = "testing",
+    feature = "postgres",
+    feature = "redis",
+    feature = "sqlite",
+    feature = "axum",
+    feature = "metrics"
+))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

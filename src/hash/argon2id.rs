@@ -172,7 +172,11 @@ mod speed {
 
     /// Whether this run should be timed: the first one of the process that is large enough.
     pub(super) fn first_large_run(m_kib: u32, t: u32) -> bool {
-        u64::from(m_kib) * u64::from(t) >= MIN_WORK_KIB && !CHECKED.swap(true, Ordering::Relaxed)
+        first_large_run_of(&CHECKED, m_kib, t)
+    }
+
+    fn first_large_run_of(checked: &AtomicBool, m_kib: u32, t: u32) -> bool {
+        u64::from(m_kib) * u64::from(t) >= MIN_WORK_KIB && !checked.swap(true, Ordering::Relaxed)
     }
 
     /// The warning for a run of `m_kib` KiB and `t` passes that took `elapsed`, if it was
@@ -214,6 +218,15 @@ mod speed {
             assert!(slow.contains("[profile.dev.package.argon2]"), "{slow}");
             assert!(slow.contains("opt-level = 3"), "{slow}");
             assert!(slow.contains("took 380 ms"), "{slow}");
+        }
+
+        #[test]
+        fn only_the_first_large_hash_of_a_process_is_timed() {
+            let checked = AtomicBool::new(false);
+            assert!(!first_large_run_of(&checked, 64, 1), "too small to judge");
+            assert!(first_large_run_of(&checked, 19_456, 2));
+            assert!(!first_large_run_of(&checked, 19_456, 2), "warn once, not per hash");
+            assert!(!first_large_run_of(&checked, 65_536, 3));
         }
 
         #[test]
