@@ -36,4 +36,4 @@ mod chain;
 mod log;
 
 pub use chain::{ChainEntry, ChainError, Checkpoint, VerifyReport, verify_chain};
-pub use log::{ChainOptions, ChainedLog, OpenError};
+pub use log::{ChainOptions, ChainedLog, OpenError, Record};

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +12,6 @@ use serde_json::json;
 
 use super::chain::{ChainEntry, ChainError, Checkpoint, GENESIS, encode, verify_chain};
 use crate::clock::{Clock, SystemClock};
-use crate::keyring::{AuditEvent, AuditSink, FailureReason, SelfServiceAction};
 
 /// What [`ChainOptions::on_checkpoint`] calls.
 type CheckpointHook = Arc<dyn Fn(&Checkpoint) + Send + Sync>;
@@ -92,6 +90,79 @@ pub enum OpenError {
     Broken(#[source] ChainError),
 }
 
+/// One entry to append to a [`ChainedLog`]: what happened (`action`), how it ended
+/// (`outcome`), and optionally who did it, to which key, details and when (default: now).
+/// Never put a secret in it: the trail is meant to be read and kept.
+///
+/// ```
+/// use keymint::audit::Record;
+///
+/// let record = Record::new("exported", "ok")
+///     .actor("ops:alice")
+///     .detail(serde_json::json!({ "keys": 12 }));
+/// # let _ = record;
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Record {
+    action: String,
+    outcome: String,
+    actor: Option<String>,
+    key_id: Option<String>,
+    detail: serde_json::Value,
+    at: Option<DateTime<Utc>>,
+}
+
+impl Record {
+    /// An entry for `action` that ended in `outcome` (`"ok"`, or a reason code).
+    pub fn new(action: impl Into<String>, outcome: impl Into<String>) -> Self {
+        Self {
+            action: action.into(),
+            outcome: outcome.into(),
+            actor: None,
+            key_id: None,
+            detail: serde_json::Value::Object(serde_json::Map::new()),
+            at: None,
+        }
+    }
+
+    /// Who did it.
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// Who did it, if known.
+    pub fn actor_opt(mut self, actor: Option<String>) -> Self {
+        self.actor = actor;
+        self
+    }
+
+    /// The key it concerns (its public id).
+    pub fn key_id(mut self, id: impl Into<String>) -> Self {
+        self.key_id = Some(id.into());
+        self
+    }
+
+    /// The key it concerns, if any.
+    pub fn key_id_opt(mut self, id: Option<String>) -> Self {
+        self.key_id = id;
+        self
+    }
+
+    /// Details, as a JSON value.
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    /// When it happened (default: the log's clock at append).
+    pub fn at(mut self, at: DateTime<Utc>) -> Self {
+        self.at = Some(at);
+        self
+    }
+}
+
 struct State {
     file: File,
     seq: u64,
@@ -99,13 +170,13 @@ struct State {
     since_checkpoint: u64,
 }
 
-/// An [`AuditSink`] writing a hash-chained JSON-lines file (see the [module](super)).
+/// An [`AuditSink`](crate::AuditSink) writing a hash-chained JSON-lines file (see the [module](super)).
 ///
 /// Clones share the file. Appends are serialised by a lock; each entry is one `write` of a
 /// whole line, so a crash leaves at most a torn last line, which [`verify_chain`] reports
-/// and [`open`](Self::open) refuses. A failed write is logged (`tracing` error) and
-/// counted ([`write_failures`](Self::write_failures)); the chain stays consistent (the
-/// entry is not counted as written).
+/// and [`open`](Self::open) refuses. A failed write is cut off again, logged (`tracing`
+/// error) and counted ([`write_failures`](Self::write_failures)): the chain stays
+/// consistent (the entry is not counted as written).
 #[derive(Clone)]
 pub struct ChainedLog {
     inner: Arc<Inner>,
@@ -187,14 +258,7 @@ impl ChainedLog {
             }),
         };
         if let Some(bytes) = dropped {
-            log.append(
-                "recovered",
-                None,
-                None,
-                "ok",
-                json!({ "dropped_bytes": bytes }),
-                None,
-            )?;
+            log.append(Record::new("recovered", "ok").detail(json!({ "dropped_bytes": bytes })))?;
         }
         Ok(log)
     }
@@ -229,25 +293,32 @@ impl ChainedLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends one entry (and a checkpoint when one is due).
-    fn append(
-        &self,
-        action: &str,
-        actor: Option<String>,
-        key_id: Option<String>,
-        outcome: &str,
-        detail: serde_json::Value,
-        at: Option<DateTime<Utc>>,
-    ) -> std::io::Result<()> {
+    /// Appends one entry (and a checkpoint when one is due). The keyring's events arrive
+    /// here through [`AuditSink`](crate::AuditSink); hosts may append their own.
+    ///
+    /// # Errors
+    /// The write's (or the checkpoint's `fsync`'s) failure. A failed write leaves the file
+    /// as it was before it: a partly written line is cut off again.
+    pub fn append(&self, record: Record) -> std::io::Result<()> {
+        let action = record.action.clone();
+        let result = self.append_entry(record);
+        if let Err(error) = &result {
+            self.inner.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, action, "audit event not written to the chained log");
+        }
+        result
+    }
+
+    fn append_entry(&self, record: Record) -> std::io::Result<()> {
         let mut state = self.lock();
         let entry = ChainEntry {
             seq: state.seq + 1,
-            at: at.unwrap_or_else(|| self.inner.clock.now()),
-            action: action.to_owned(),
-            actor,
-            key_id,
-            outcome: outcome.to_owned(),
-            detail,
+            at: record.at.unwrap_or_else(|| self.inner.clock.now()),
+            action: record.action,
+            actor: record.actor,
+            key_id: record.key_id,
+            outcome: record.outcome,
+            detail: record.detail,
             prev: state.prev.clone(),
         };
         self.write_entry(&mut state, &entry)?;
@@ -284,146 +355,19 @@ impl ChainedLog {
     fn write_entry(&self, state: &mut State, entry: &ChainEntry) -> std::io::Result<()> {
         let (mut line, hash) = encode(entry).map_err(std::io::Error::other)?;
         line.push('\n');
+        let before = state.file.metadata()?.len();
         // One write of the whole line: O_APPEND keeps it whole against other writers of
         // this process, and a crash tears at most this line.
-        state.file.write_all(line.as_bytes())?;
+        if let Err(e) = state.file.write_all(line.as_bytes()) {
+            // A short write (a full disk) would leave a fragment that later lines bury in
+            // the middle of the file, where no recovery can cut it: take it back now.
+            if let Err(undo) = state.file.set_len(before) {
+                tracing::error!(error = %undo, "a partly written audit line could not be cut off");
+            }
+            return Err(e);
+        }
         state.seq = entry.seq;
         state.prev = hash;
         Ok(())
-    }
-}
-
-/// `WrongSecret` -> `wrong_secret`.
-fn snake(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn reason_code(reason: FailureReason) -> String {
-    snake(&format!("{reason:?}"))
-}
-
-fn self_service(action: SelfServiceAction) -> String {
-    snake(&format!("{action:?}"))
-}
-
-fn ip(ip: Option<IpAddr>) -> serde_json::Value {
-    ip.map_or(serde_json::Value::Null, |ip| ip.to_string().into())
-}
-
-impl AuditSink for ChainedLog {
-    fn record(&self, event: &AuditEvent) {
-        let outcome = match event {
-            AuditEvent::VerificationFailed { reason, .. } => reason_code(*reason),
-            _ => "ok".to_owned(),
-        };
-        let (action, actor, key_id, detail, at) = match event {
-            AuditEvent::Issued {
-                id,
-                hint,
-                owner,
-                at,
-            } => (
-                "issued",
-                None,
-                Some(id.to_string()),
-                json!({ "hint": hint, "owner": owner }),
-                Some(*at),
-            ),
-            AuditEvent::VerificationFailed {
-                id, client_ip, at, ..
-            } => (
-                "verification_failed",
-                None,
-                id.as_ref().map(ToString::to_string),
-                json!({ "client_ip": ip(*client_ip) }),
-                Some(*at),
-            ),
-            AuditEvent::Revoked { id, reason, at } => (
-                "revoked",
-                None,
-                Some(id.to_string()),
-                json!({ "reason": reason }),
-                Some(*at),
-            ),
-            AuditEvent::Disabled { id, at } => {
-                ("disabled", None, Some(id.to_string()), json!({}), Some(*at))
-            }
-            AuditEvent::Enabled { id, at } => {
-                ("enabled", None, Some(id.to_string()), json!({}), Some(*at))
-            }
-            AuditEvent::Rotated {
-                old,
-                new,
-                old_expires_at,
-            } => (
-                "rotated",
-                None,
-                Some(old.to_string()),
-                json!({ "successor": new, "old_expires_at": old_expires_at }),
-                None,
-            ),
-            AuditEvent::Updated { id, at } => {
-                ("updated", None, Some(id.to_string()), json!({}), Some(*at))
-            }
-            AuditEvent::SentInClear { id, client_ip, at } => (
-                "sent_in_clear",
-                None,
-                id.as_ref().map(ToString::to_string),
-                json!({ "client_ip": ip(*client_ip) }),
-                Some(*at),
-            ),
-            AuditEvent::SelfService {
-                actor,
-                owner,
-                action,
-                id,
-                successor,
-                at,
-            } => (
-                "self_service",
-                Some(actor.clone()),
-                Some(id.to_string()),
-                json!({ "owner": owner, "action": self_service(*action), "successor": successor }),
-                Some(*at),
-            ),
-            AuditEvent::Anomaly {
-                id,
-                anomaly,
-                client_ip,
-                at,
-            } => (
-                "anomaly",
-                None,
-                Some(id.to_string()),
-                match anomaly {
-                    crate::keyring::Anomaly::RateSpike {
-                        per_minute,
-                        usual_per_minute,
-                    } => json!({ "kind": "rate_spike", "per_minute": per_minute,
-                                 "usual_per_minute": usual_per_minute, "client_ip": ip(*client_ip) }),
-                    crate::keyring::Anomaly::NewNetwork { network } => json!({
-                        "kind": "new_network", "network": network, "client_ip": ip(*client_ip) }),
-                },
-                Some(*at),
-            ),
-            AuditEvent::Rehashed { id } => {
-                ("rehashed", None, Some(id.to_string()), json!({}), None)
-            }
-        };
-        if let Err(error) = self.append(action, actor, key_id, &outcome, detail, at) {
-            self.inner.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%error, action, "audit event not written to the chained log");
-        }
     }
 }

@@ -413,6 +413,7 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
                 store_failures: std::sync::atomic::AtomicU64::new(0),
                 store_failing: std::sync::atomic::AtomicBool::new(false),
             }),
+            actor: None,
         })
     }
 }

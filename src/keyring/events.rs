@@ -29,6 +29,9 @@ pub enum AuditEvent {
         hint: KeyHint,
         /// Its owner.
         owner: String,
+        /// Who did it: the actor of the [`Keyring::acting_as`](super::Keyring::acting_as)
+        /// handle it was done through (`None` through a plain keyring).
+        actor: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -50,6 +53,9 @@ pub enum AuditEvent {
         id: KeyId,
         /// Why.
         reason: String,
+        /// Who did it: the actor of the [`Keyring::acting_as`](super::Keyring::acting_as)
+        /// handle it was done through (`None` through a plain keyring).
+        actor: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -57,6 +63,9 @@ pub enum AuditEvent {
     Disabled {
         /// The key.
         id: KeyId,
+        /// Who did it: the actor of the [`Keyring::acting_as`](super::Keyring::acting_as)
+        /// handle it was done through (`None` through a plain keyring).
+        actor: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -64,6 +73,9 @@ pub enum AuditEvent {
     Enabled {
         /// The key.
         id: KeyId,
+        /// Who did it: the actor of the [`Keyring::acting_as`](super::Keyring::acting_as)
+        /// handle it was done through (`None` through a plain keyring).
+        actor: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -75,11 +87,17 @@ pub enum AuditEvent {
         new: KeyId,
         /// End of the old key's grace period.
         old_expires_at: DateTime<Utc>,
+        /// Who did it: the actor of the [`Keyring::acting_as`](super::Keyring::acting_as)
+        /// handle it was done through (`None` through a plain keyring).
+        actor: Option<String>,
     },
     /// A key's attributes were changed.
     Updated {
         /// The key.
         id: KeyId,
+        /// Who did it: the actor of the [`Keyring::acting_as`](super::Keyring::acting_as)
+        /// handle it was done through (`None` through a plain keyring).
+        actor: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },

@@ -484,6 +484,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                         id: record.id.clone(),
                         hint: record.hint.clone(),
                         owner: record.owner.clone(),
+                        actor: self.actor_name(),
                         at: record.created_at,
                     });
                     return Ok(IssuedKey { key, record });

@@ -329,6 +329,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         self.audit(|| AuditEvent::Revoked {
             id: id.clone(),
             reason: reason.to_owned(),
+            actor: self.actor_name(),
             at: now,
         });
         Ok(record)
@@ -343,6 +344,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let record = self.set_status(id, KeyStatus::Disabled).await?;
         self.audit(|| AuditEvent::Disabled {
             id: id.clone(),
+            actor: self.actor_name(),
             at: self.inner.clock.now(),
         });
         Ok(record)
@@ -357,6 +359,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let record = self.set_status(id, KeyStatus::Active).await?;
         self.audit(|| AuditEvent::Enabled {
             id: id.clone(),
+            actor: self.actor_name(),
             at: self.inner.clock.now(),
         });
         Ok(record)
@@ -464,6 +467,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         tracing::info!(key_id = %id, "api key updated");
         self.audit(|| AuditEvent::Updated {
             id: id.clone(),
+            actor: self.actor_name(),
             at: self.inner.clock.now(),
         });
         Ok(record)
@@ -604,6 +608,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             old: id.clone(),
             new: new_id.clone(),
             old_expires_at: linked.attributes.expires_at.unwrap_or(linked.created_at),
+            actor: self.actor_name(),
         });
     }
 

@@ -314,7 +314,11 @@ pub(super) async fn create<S: KeyStore, L: RateLimiter, R: OwnerResolver>(
     if let Some(lifetime) = lifetime {
         issue = issue.expires_in(lifetime);
     }
-    let issued = portal.keyring.issue(issue).await?;
+    let issued = portal
+        .keyring
+        .acting_as(user.actor.as_str())
+        .issue(issue)
+        .await?;
     portal.audit(&user, SelfServiceAction::Created, &issued.record.id, None);
     Ok(with_secret(&issued, portal.keyring.now(), None))
 }
@@ -366,12 +370,22 @@ pub(super) async fn roll<S: KeyStore, L: RateLimiter, R: OwnerResolver>(
         // The keyring's default, within the allowance.
         None => portal.keyring.rotation_grace().min(max_grace),
     };
-    let (issued, confirmed) = match portal.keyring.rotate(&old.id, Some(grace)).await {
+    let (issued, confirmed) = match portal
+        .keyring
+        .acting_as(user.actor.as_str())
+        .rotate(&old.id, Some(grace))
+        .await
+    {
         Ok(issued) => (Arc::new(issued), true),
         Err(KeyringError::RotationUnconfirmed(issued)) => {
             // The store did not say whether the old key was linked; ask once more rather
             // than hand out a key whose rotation is about to be undone.
-            match portal.keyring.confirm_rotation(&old.id, &issued).await {
+            match portal
+                .keyring
+                .acting_as(user.actor.as_str())
+                .confirm_rotation(&old.id, &issued)
+                .await
+            {
                 Ok(true) => (issued, true),
                 Ok(false) => return Err(KeyringError::Contention.into()),
                 // Still unknown. The new key works either way; only whether the old one
@@ -413,7 +427,11 @@ pub(super) async fn revoke<S: KeyStore, L: RateLimiter, R: OwnerResolver>(
         let actor: String = user.actor.chars().take(200).collect();
         format!("revoked by {actor} through self-service")
     });
-    portal.keyring.revoke(&key.id, &reason).await?;
+    portal
+        .keyring
+        .acting_as(user.actor.as_str())
+        .revoke(&key.id, &reason)
+        .await?;
     portal.audit(&user, SelfServiceAction::Revoked, &key.id, None);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -451,7 +469,11 @@ pub(super) async fn edit<S: KeyStore, L: RateLimiter, R: OwnerResolver>(
     if let Some(description) = request.description {
         change = change.description(Some(description));
     }
-    let record = portal.keyring.update(&key.id, change).await?;
+    let record = portal
+        .keyring
+        .acting_as(user.actor.as_str())
+        .update(&key.id, change)
+        .await?;
     portal.audit(&user, SelfServiceAction::Edited, &key.id, None);
     Ok(Json(view(&record, portal.keyring.now())))
 }
