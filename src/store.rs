@@ -2,7 +2,9 @@
 //!
 //! The crate ships [`MemoryStore`] as the embedded default. A host implements
 //! [`KeyStore`] for its database and runs the conformance kit
-//! (`keymint::testing::run_store_conformance`, feature `testing`) against it.
+//! (`keymint::testing::store_conformance!`, feature `testing`) against it. Usage counts
+//! have their own trait, [`UsageStore`](crate::usage::UsageStore), which the SQL stores
+//! implement too.
 
 mod error;
 mod memory;
@@ -14,6 +16,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 mod sqlite;
+pub(crate) mod usage;
 
 use std::future::Future;
 

@@ -15,11 +15,11 @@ use super::sql::{
     fold_keys, json_time, latest_per_id, page_limit, page_of, parse_remaining, record_json,
     validate_table, version_param,
 };
+use super::usage::{DailyUsage, KeyUsage, UsageDelta, UsageStore};
 use super::{Decrement, KeyStore, Page, PageRequest};
 use crate::format::KeyId;
 use crate::record::KeyRecord;
 use crate::store::StoreError;
-use crate::usage::{DailyUsage, KeyUsage, UsageDelta, UsageStore};
 
 /// How often `decrement_remaining` retries when a concurrent write raised the remaining
 /// uses between its update and its follow-up read.

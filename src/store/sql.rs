@@ -165,7 +165,7 @@ pub(super) fn latest_per_id(batch: &[(KeyId, DateTime<Utc>)]) -> Vec<(&KeyId, Da
 /// A usage batch summed per (key, day, outcome): callers may repeat a row, and a single
 /// upsert statement may touch each row once only.
 pub(super) fn aggregate_usage(
-    batch: &[crate::usage::UsageDelta],
+    batch: &[super::usage::UsageDelta],
 ) -> Vec<(&KeyId, &str, chrono::NaiveDate, &'static str, i64)> {
     let mut sums: std::collections::BTreeMap<
         (&KeyId, chrono::NaiveDate, &'static str),
@@ -187,13 +187,13 @@ pub(super) fn aggregate_usage(
 /// Usage rows `(key or day, outcome, count)` folded into the query answers.
 pub(super) fn fold_daily(
     rows: Vec<(chrono::NaiveDate, String, i64)>,
-) -> Vec<crate::usage::DailyUsage> {
-    let mut days: Vec<crate::usage::DailyUsage> = Vec::new();
+) -> Vec<super::usage::DailyUsage> {
+    let mut days: Vec<super::usage::DailyUsage> = Vec::new();
     for (day, outcome, count) in rows {
         if days.last().is_none_or(|d| d.day != day) {
-            days.push(crate::usage::DailyUsage {
+            days.push(super::usage::DailyUsage {
                 day,
-                ..crate::usage::DailyUsage::default()
+                ..super::usage::DailyUsage::default()
             });
         }
         if let Some(current) = days.last_mut() {
@@ -205,13 +205,13 @@ pub(super) fn fold_daily(
 
 pub(super) fn fold_keys(
     rows: Vec<(String, String, i64)>,
-) -> Result<Vec<crate::usage::KeyUsage>, StoreError> {
-    let mut keys: Vec<crate::usage::KeyUsage> = Vec::new();
+) -> Result<Vec<super::usage::KeyUsage>, StoreError> {
+    let mut keys: Vec<super::usage::KeyUsage> = Vec::new();
     for (key, outcome, count) in rows {
         if keys.last().is_none_or(|k| k.key_id.as_str() != key) {
             let id =
                 KeyId::new(&key).map_err(|_| StoreError::unavailable(MappingError::UsageRow))?;
-            keys.push(crate::usage::KeyUsage::new(id));
+            keys.push(super::usage::KeyUsage::new(id));
         }
         if let Some(current) = keys.last_mut() {
             current.add(&outcome, u64::try_from(count).unwrap_or(0));

@@ -16,10 +16,10 @@ use super::sql::{
     self, InvalidTableName, MappingError, Migration, aggregate_usage, decode_record, fold_daily,
     fold_keys, latest_per_id, page_limit, page_of, record_json, validate_table, version_param,
 };
+use super::usage::{DailyUsage, KeyUsage, UsageDelta, UsageStore};
 use super::{Decrement, KeyStore, Page, PageRequest, StoreError};
 use crate::format::KeyId;
 use crate::record::KeyRecord;
-use crate::usage::{DailyUsage, KeyUsage, UsageDelta, UsageStore};
 
 /// Key records in a SQLite database (feature `sqlite`): a file, or memory for tests.
 ///
