@@ -308,7 +308,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             remaining_uses: request.remaining_uses,
             lineage: None,
             last_refill_at: None,
-        })
+        }, now)
         .await
     }
 
@@ -450,9 +450,13 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
     }
 
-    /// Generates, hashes and inserts a key, retrying on an id collision.
-    pub(super) async fn mint(&self, t: RecordTemplate) -> Result<IssuedKey, KeyringError> {
-        let created_at = self.inner.clock.now();
+    /// Generates, hashes and inserts a key created at `created_at` (the one clock reading
+    /// its caller also derived the key's times from), retrying on an id collision.
+    pub(super) async fn mint(
+        &self,
+        t: RecordTemplate,
+        created_at: DateTime<Utc>,
+    ) -> Result<IssuedKey, KeyringError> {
         for _ in 0..ID_ATTEMPTS {
             let key = t.key_type.format().generate()?;
             let secret = zeroize::Zeroizing::new(key.parsed().expose_secret().to_owned());

@@ -504,17 +504,15 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 "grace must be between 0 and 366 days".into(),
             ));
         }
-        let cutoff = self
-            .inner
-            .clock
-            .now()
+        let now = self.inner.clock.now();
+        let cutoff = now
             .checked_add_signed(grace)
             .ok_or_else(|| KeyringError::InvalidRequest("grace out of range".into()))?;
         let mut old = self.get(id).await?;
         check_rotatable(&old)?;
         let key_type = self.key_type_of(&old)?.clone();
         let mut template = RecordTemplate::successor_of(&old, &key_type);
-        let mut issued = self.mint(template.clone()).await?;
+        let mut issued = self.mint(template.clone(), now).await?;
         let new_id = issued.record.id.clone();
 
         for _ in 0..UPDATE_ATTEMPTS {

@@ -683,3 +683,43 @@ async fn a_rotation_settled_by_confirm_rotation_stops_the_cached_old_key_and_is_
         Err(VerifyError::Expired)
     ));
 }
+
+/// A clock that moves a millisecond forward every time it is read.
+#[derive(Debug, Clone, Default)]
+struct TickingClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl keymint::Clock for TickingClock {
+    fn now(&self) -> keymint::DateTime<keymint::Utc> {
+        let ms = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        keymint::DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_key_is_minted_on_one_clock_reading() {
+    let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), MemoryStore::new())
+        .hashes(crate::support::fast_hashes())
+        .clock(TickingClock::default())
+        .build()
+        .unwrap();
+    let issued = keyring
+        .issue(IssueRequest::new("a", "n").expires_in(TimeDelta::hours(1)))
+        .await
+        .unwrap();
+    let record = &issued.record;
+    assert_eq!(
+        record.attributes.expires_at,
+        Some(record.created_at + TimeDelta::hours(1)),
+        "expiry and creation come from the same reading"
+    );
+    let successor = keyring
+        .rotate(&record.id, Some(TimeDelta::minutes(5)))
+        .await
+        .unwrap();
+    let old = keyring.get(&record.id).await.unwrap();
+    assert_eq!(
+        old.attributes.expires_at,
+        Some(successor.record.created_at + TimeDelta::minutes(5)),
+        "the grace period starts when the successor is created"
+    );
+}
