@@ -27,6 +27,9 @@ fn a_full_record_reads_and_writes_exactly_the_pinned_form() {
         record.attributes.credit_refill.unwrap().period().num_days(),
         30
     );
+    let own_limit = record.attributes.rate_limit.unwrap();
+    assert_eq!(own_limit.limit().get(), 100);
+    assert_eq!(own_limit.period(), std::time::Duration::from_secs(60));
     let written: serde_json::Value = serde_json::to_value(&record).unwrap();
     let pinned: serde_json::Value = serde_json::from_str(FULL).unwrap();
     assert_eq!(written, pinned, "the stored form of KeyRecord changed");
@@ -56,5 +59,24 @@ fn records_never_serialise_anything_but_the_hash_of_the_secret() {
     assert!(
         !format!("{record:?}").contains(record.hash.as_str()),
         "Debug hides it"
+    );
+}
+
+#[test]
+fn the_pinned_form_covers_every_field_a_record_can_write() {
+    let mut record = keymint::testing::full_record("owner");
+    record.attributes.description = Some("every field set".into());
+    record.attributes.metadata = serde_json::json!({ "k": 1 });
+    let written: serde_json::Value = serde_json::to_value(&record).unwrap();
+    let pinned: serde_json::Value = serde_json::from_str(FULL).unwrap();
+    let fields = |v: &serde_json::Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        fields(&written),
+        fields(&pinned),
+        "a field was added to (or removed from) KeyRecord: pin it in fixtures/key_record_v1.json"
     );
 }
