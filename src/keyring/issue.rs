@@ -301,14 +301,17 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
         self.check_attributes(&attributes, None, request.remaining_uses)?;
         self.check_key_type(key_type, &attributes, now)?;
-        self.mint(RecordTemplate {
-            key_type: key_type.clone(),
-            owner: request.owner,
-            attributes,
-            remaining_uses: request.remaining_uses,
-            lineage: None,
-            last_refill_at: None,
-        }, now)
+        self.mint(
+            RecordTemplate {
+                key_type: key_type.clone(),
+                owner: request.owner,
+                attributes,
+                remaining_uses: request.remaining_uses,
+                lineage: None,
+                last_refill_at: None,
+            },
+            now,
+        )
         .await
     }
 

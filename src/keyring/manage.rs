@@ -1,5 +1,6 @@
 //! Lifecycle changes: revoke, disable, enable, update, rotate, and listings.
 
+use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -92,29 +93,32 @@ fn check_rotatable(r: &KeyRecord) -> Result<(), KeyringError> {
     }
 }
 
+/// One change of a [`KeyUpdate`]: what it does to a key's attributes and balance.
+type Change =
+    Arc<dyn Fn(&mut KeyAttributes, &mut Option<u64>) -> Result<(), KeyringError> + Send + Sync>;
+
 /// Changes to a key's attributes; fields left unset are kept.
 ///
 /// ```
 /// use keymint::KeyUpdate;
 ///
 /// let change = KeyUpdate::new().name("renamed").scopes(["users:read"]).expires_at(None);
+/// assert_eq!(change.fields(), ["name", "scopes", "expires_at"]);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default)]
 #[must_use]
 pub struct KeyUpdate {
-    name: Option<String>,
-    description: Option<Option<String>>,
-    scopes: Option<Vec<String>>,
-    roles: Option<Vec<String>>,
-    expires_at: Option<Option<DateTime<Utc>>>,
-    not_before: Option<Option<DateTime<Utc>>>,
-    remaining_uses: Option<Option<u64>>,
-    credit_refill: Option<Option<Refill>>,
-    rate_limit_policy: Option<Option<String>>,
-    rate_limit: Option<Option<KeyLimit>>,
-    allowed_networks: Option<Vec<Cidr>>,
-    allowed_origins: Option<Vec<AllowedOrigin>>,
-    metadata: Option<serde_json::Value>,
+    /// In the order set; a field set twice is changed twice, the later value winning.
+    changes: Vec<(&'static str, Change)>,
+    restarts_refill: bool,
+}
+
+impl fmt::Debug for KeyUpdate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyUpdate")
+            .field("fields", &self.fields())
+            .finish()
+    }
 }
 
 impl KeyUpdate {
@@ -122,118 +126,131 @@ impl KeyUpdate {
     pub fn new() -> Self {
         Self::default()
     }
-    /// New name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
+
+    /// The attributes this update changes, in the order set.
+    pub fn fields(&self) -> Vec<&'static str> {
+        self.changes.iter().map(|(field, _)| *field).collect()
     }
-    /// New description (`None` removes it).
-    pub fn description(mut self, text: Option<String>) -> Self {
-        self.description = Some(text);
-        self
-    }
-    /// Replaces the granted scopes.
-    pub fn scopes<I: IntoIterator<Item = T>, T: Into<String>>(mut self, scopes: I) -> Self {
-        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
-        self
-    }
-    /// Replaces the roles.
-    pub fn roles<I: IntoIterator<Item = T>, T: Into<String>>(mut self, roles: I) -> Self {
-        self.roles = Some(roles.into_iter().map(Into::into).collect());
-        self
-    }
-    /// New expiry (`None`: never expires).
-    pub fn expires_at(mut self, at: Option<DateTime<Utc>>) -> Self {
-        self.expires_at = Some(at);
-        self
-    }
-    /// New start of validity (`None`: valid from issue).
-    pub fn not_before(mut self, at: Option<DateTime<Utc>>) -> Self {
-        self.not_before = Some(at);
-        self
-    }
-    /// New use limit (`None`: unlimited).
-    pub fn remaining_uses(mut self, uses: Option<u64>) -> Self {
-        self.remaining_uses = Some(uses);
-        self
-    }
-    /// New refill schedule for the uses (`None`: no refill); its phase restarts now.
-    pub fn refill(mut self, refill: Option<Refill>) -> Self {
-        self.credit_refill = Some(refill);
-        self
-    }
-    /// New rate-limit policy (`None`: the keyring's default).
-    pub fn rate_limit_policy(mut self, name: Option<String>) -> Self {
-        self.rate_limit_policy = Some(name);
-        self
-    }
-    /// New own rate limit of the key (`None`: its named or default policy).
-    pub fn rate_limit(mut self, limit: Option<KeyLimit>) -> Self {
-        self.rate_limit = Some(limit);
-        self
-    }
-    /// Replaces the allowed client networks (empty: anywhere).
-    pub fn allowed_networks(mut self, networks: impl IntoIterator<Item = Cidr>) -> Self {
-        self.allowed_networks = Some(networks.into_iter().collect());
-        self
-    }
-    /// Replaces the allowed origins of a publishable key (empty: as its type decides).
-    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = AllowedOrigin>) -> Self {
-        self.allowed_origins = Some(origins.into_iter().collect());
-        self
-    }
-    /// Replaces the metadata.
-    pub fn metadata(mut self, value: serde_json::Value) -> Self {
-        self.metadata = Some(value);
+
+    fn set<T: Clone + Send + Sync + 'static>(
+        mut self,
+        field: &'static str,
+        value: T,
+        apply: fn(&mut KeyAttributes, &mut Option<u64>, T) -> Result<(), KeyringError>,
+    ) -> Self {
+        self.changes.push((
+            field,
+            Arc::new(move |attributes, uses| apply(attributes, uses, value.clone())),
+        ));
         self
     }
 
-    /// Applies the changes to a key's attributes and balance. Scope strings are parsed
-    /// here, so a bad one is reported with its position before anything is written.
+    /// New name.
+    pub fn name(self, name: impl Into<String>) -> Self {
+        self.set("name", name.into(), |a, _, v| {
+            a.name = v;
+            Ok(())
+        })
+    }
+    /// New description (`None` removes it).
+    pub fn description(self, text: Option<String>) -> Self {
+        self.set("description", text, |a, _, v| {
+            a.description = v;
+            Ok(())
+        })
+    }
+    /// Replaces the granted scopes. Scope strings are parsed when the update is applied,
+    /// so a bad one is reported with its position before anything is written.
+    pub fn scopes<I: IntoIterator<Item = T>, T: Into<String>>(self, scopes: I) -> Self {
+        let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+        self.set("scopes", scopes, |a, _, v| {
+            a.scopes = parse_scopes(&v)?;
+            Ok(())
+        })
+    }
+    /// Replaces the roles.
+    pub fn roles<I: IntoIterator<Item = T>, T: Into<String>>(self, roles: I) -> Self {
+        let roles: Vec<String> = roles.into_iter().map(Into::into).collect();
+        self.set("roles", roles, |a, _, v| {
+            a.roles = v;
+            Ok(())
+        })
+    }
+    /// New expiry (`None`: never expires).
+    pub fn expires_at(self, at: Option<DateTime<Utc>>) -> Self {
+        self.set("expires_at", at, |a, _, v| {
+            a.expires_at = v;
+            Ok(())
+        })
+    }
+    /// New start of validity (`None`: valid from issue).
+    pub fn not_before(self, at: Option<DateTime<Utc>>) -> Self {
+        self.set("not_before", at, |a, _, v| {
+            a.not_before = v;
+            Ok(())
+        })
+    }
+    /// New use limit (`None`: unlimited).
+    pub fn remaining_uses(self, uses: Option<u64>) -> Self {
+        self.set("remaining_uses", uses, |_, remaining, v| {
+            *remaining = v;
+            Ok(())
+        })
+    }
+    /// New refill schedule for the uses (`None`: no refill); its phase restarts now.
+    pub fn refill(mut self, refill: Option<Refill>) -> Self {
+        self.restarts_refill = refill.is_some();
+        self.set("credit_refill", refill, |a, _, v| {
+            a.credit_refill = v;
+            Ok(())
+        })
+    }
+    /// New rate-limit policy (`None`: the keyring's default).
+    pub fn rate_limit_policy(self, name: Option<String>) -> Self {
+        self.set("rate_limit_policy", name, |a, _, v| {
+            a.rate_limit_policy = v;
+            Ok(())
+        })
+    }
+    /// New own rate limit of the key (`None`: its named or default policy).
+    pub fn rate_limit(self, limit: Option<KeyLimit>) -> Self {
+        self.set("rate_limit", limit, |a, _, v| {
+            a.rate_limit = v;
+            Ok(())
+        })
+    }
+    /// Replaces the allowed client networks (empty: anywhere).
+    pub fn allowed_networks(self, networks: impl IntoIterator<Item = Cidr>) -> Self {
+        let networks: Vec<Cidr> = networks.into_iter().collect();
+        self.set("allowed_networks", networks, |a, _, v| {
+            a.allowed_networks = v;
+            Ok(())
+        })
+    }
+    /// Replaces the allowed origins of a publishable key (empty: as its type decides).
+    pub fn allowed_origins(self, origins: impl IntoIterator<Item = AllowedOrigin>) -> Self {
+        let origins: Vec<AllowedOrigin> = origins.into_iter().collect();
+        self.set("allowed_origins", origins, |a, _, v| {
+            a.allowed_origins = v;
+            Ok(())
+        })
+    }
+    /// Replaces the metadata.
+    pub fn metadata(self, value: serde_json::Value) -> Self {
+        self.set("metadata", value, |a, _, v| {
+            a.metadata = v;
+            Ok(())
+        })
+    }
+
+    /// Applies the changes, in order, to a key's attributes and balance.
     fn apply(
         &self,
         attributes: &mut KeyAttributes,
         remaining_uses: &mut Option<u64>,
     ) -> Result<(), KeyringError> {
-        let s = self.clone();
-        if let Some(v) = s.scopes {
-            attributes.scopes = parse_scopes(&v)?;
-        }
-        if let Some(v) = s.name {
-            attributes.name = v;
-        }
-        if let Some(v) = s.description {
-            attributes.description = v;
-        }
-        if let Some(v) = s.roles {
-            attributes.roles = v;
-        }
-        if let Some(v) = s.expires_at {
-            attributes.expires_at = v;
-        }
-        if let Some(v) = s.not_before {
-            attributes.not_before = v;
-        }
-        if let Some(v) = s.remaining_uses {
-            *remaining_uses = v;
-        }
-        if let Some(v) = s.credit_refill {
-            attributes.credit_refill = v;
-        }
-        if let Some(v) = s.rate_limit_policy {
-            attributes.rate_limit_policy = v;
-        }
-        if let Some(v) = s.rate_limit {
-            attributes.rate_limit = v;
-        }
-        if let Some(v) = s.allowed_networks {
-            attributes.allowed_networks = v;
-        }
-        if let Some(v) = s.allowed_origins {
-            attributes.allowed_origins = v;
-        }
-        if let Some(v) = s.metadata {
-            attributes.metadata = v;
+        for (_, change) in &self.changes {
+            change(attributes, remaining_uses)?;
         }
         Ok(())
     }
@@ -387,7 +404,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// [`KeyringError::InvalidRequest`] for an invalid field, [`KeyringError::NotFound`],
     /// [`KeyringError::Contention`], or a store failure.
     pub async fn update(&self, id: &KeyId, change: KeyUpdate) -> Result<KeyRecord, KeyringError> {
-        let new_refill = matches!(change.credit_refill, Some(Some(_)));
+        let new_refill = change.restarts_refill;
         self.update_with(
             id,
             |attributes, remaining_uses| change.apply(attributes, remaining_uses),
