@@ -460,7 +460,7 @@ async fn uses_are_spent_exactly_once_across_two_keyrings() {
         for task in tasks {
             match task.await.unwrap() {
                 Ok(_) => granted += 1,
-                Err(VerifyError::UsageExhausted) => exhausted += 1,
+                Err(VerifyError::UsageExhausted { .. }) => exhausted += 1,
                 Err(other) => panic!("unexpected refusal: {other:?}"),
             }
         }

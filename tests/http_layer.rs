@@ -524,6 +524,34 @@ async fn limits_answer_429_with_retry_after_and_the_ratelimit_fields() {
         "a route of cost 3 spends 3"
     );
     assert_eq!(
+        a.header("retry-after"),
+        None,
+        "uses that never refill: waiting does not help"
+    );
+    let refilling = f
+        .keyring
+        .issue(
+            IssueRequest::new("a", "r")
+                .remaining_uses(1)
+                .refill(keymint::ratelimit::Refill::new(1, TimeDelta::hours(1), 5).unwrap()),
+        )
+        .await
+        .unwrap()
+        .key;
+    let auth_refilling = bearer(refilling.expose_secret());
+    f.clock.advance(TimeDelta::minutes(30));
+    let a = send(
+        &app,
+        get_local("/heavy", &[("authorization", &auth_refilling)]),
+    )
+    .await;
+    assert_eq!(a.code(), "usage_exhausted");
+    assert_eq!(
+        a.header("retry-after"),
+        Some("5400"),
+        "cost 3 with 1 left: two more refills, the first in 30 minutes"
+    );
+    assert_eq!(
         send(&app, get_local("/any", &[("authorization", &auth)]))
             .await
             .status,

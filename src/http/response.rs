@@ -296,7 +296,10 @@ impl Responses {
             set_rate_limit_headers(&mut response, values);
         }
         let retry = match rejection {
-            Rejection::Verify(VerifyError::UsageExhausted) => None,
+            // Waiting helps only a key whose uses refill; the wait is until they cover it.
+            Rejection::Verify(VerifyError::UsageExhausted { retry_after }) => {
+                retry_after.map(|wait| crate::ratelimit::ceil_secs(wait).max(1).to_string())
+            }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 Some(self.retry_unavailable_secs.to_string())
             }

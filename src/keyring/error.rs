@@ -83,9 +83,13 @@ pub enum VerifyError {
     /// caller or the policy, not a client error.
     #[error("request cost cannot be admitted by the rate-limit policy")]
     InvalidCost(#[source] RateLimitError),
-    /// The key has no uses left.
+    /// The key has no uses left (for this request's cost).
     #[error("api key usage exhausted")]
-    UsageExhausted,
+    UsageExhausted {
+        /// When its refill schedule will have added enough uses; `None` when it has none
+        /// (waiting does not help).
+        retry_after: Option<std::time::Duration>,
+    },
     /// Too many verifications are on the uncached path (store lookup and hash): refused at
     /// once rather than queued without bound (see `KeyringBuilder::uncached_concurrency`).
     #[error("too many verifications in progress")]
@@ -116,7 +120,7 @@ impl VerifyError {
             | Self::OriginNotAllowed
             | Self::SecretKeyInBrowser
             | Self::InsufficientScope(_) => 403,
-            Self::RateLimited(_) | Self::Throttled(_) | Self::UsageExhausted => 429,
+            Self::RateLimited(_) | Self::Throttled(_) | Self::UsageExhausted { .. } => 429,
             Self::StoreUnavailable(_) | Self::RateLimiterUnavailable(_) | Self::Overloaded => 503,
             Self::Internal(_) | Self::UnknownPolicy | Self::InvalidCost(_) => 500,
         }
@@ -151,7 +155,7 @@ impl VerifyError {
             Self::UnknownPolicy => "unknown_policy",
             Self::InvalidCost(_) => "invalid_cost",
             Self::RateLimiterUnavailable(_) => "rate_limiter_unavailable",
-            Self::UsageExhausted => "usage_exhausted",
+            Self::UsageExhausted { .. } => "usage_exhausted",
             Self::Overloaded => "overloaded",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::Internal(_) => "internal",

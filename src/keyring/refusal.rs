@@ -41,7 +41,9 @@ pub(crate) enum Refusal {
     UnknownPolicy,
     InvalidCost(RateLimitError),
     LimiterUnavailable(RateLimitError),
-    UsageExhausted,
+    UsageExhausted {
+        retry_after: Option<std::time::Duration>,
+    },
     Overloaded,
     StoreUnavailable(StoreError),
     Internal(HashError),
@@ -74,7 +76,7 @@ impl Refusal {
             Self::InsufficientScope(_) => FailureReason::InsufficientScope,
             Self::RateLimited(_) => FailureReason::RateLimited,
             Self::Throttled(_) => FailureReason::Throttled,
-            Self::UsageExhausted => FailureReason::UsageExhausted,
+            Self::UsageExhausted { .. } => FailureReason::UsageExhausted,
             Self::Overloaded => FailureReason::Overloaded,
             Self::UnknownPolicy
             | Self::InvalidCost(_)
@@ -132,7 +134,7 @@ impl Refusal {
             Self::UnknownPolicy => "unknown_policy",
             Self::InvalidCost(_) => "invalid_cost",
             Self::LimiterUnavailable(_) => "rate_limiter_unavailable",
-            Self::UsageExhausted => "usage_exhausted",
+            Self::UsageExhausted { .. } => "usage_exhausted",
             Self::Overloaded => "overloaded",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::Internal(_) => "internal",
@@ -160,7 +162,7 @@ impl Refusal {
             Self::UnknownPolicy => VerifyError::UnknownPolicy,
             Self::InvalidCost(e) => VerifyError::InvalidCost(e),
             Self::LimiterUnavailable(e) => VerifyError::RateLimiterUnavailable(e),
-            Self::UsageExhausted => VerifyError::UsageExhausted,
+            Self::UsageExhausted { retry_after } => VerifyError::UsageExhausted { retry_after },
             Self::Overloaded => VerifyError::Overloaded,
             Self::StoreUnavailable(e) => VerifyError::StoreUnavailable(e),
             Self::Internal(e) => VerifyError::Internal(e),

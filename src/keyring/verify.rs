@@ -110,6 +110,20 @@ fn credits_now(record: &KeyRecord, now: DateTime<Utc>) -> u64 {
     .remaining
 }
 
+/// The refusal for a request whose `cost` the record's uses do not cover at `now`, with
+/// the wait until its refill schedule covers it (none without a schedule).
+fn exhausted(record: &KeyRecord, cost: u32, now: DateTime<Utc>) -> Refusal {
+    let credits = Credits {
+        remaining: record.remaining_uses.unwrap_or(0),
+        refill: record.attributes.credit_refill,
+        last_refill: record.last_refill_at.unwrap_or(record.created_at),
+    };
+    let (_, decision) = credits.charge(cost, now);
+    Refusal::UsageExhausted {
+        retry_after: decision.retry_after,
+    }
+}
+
 /// What the caller knows about the request a key was presented with.
 ///
 /// ```
@@ -618,7 +632,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 return match fresh.remaining_uses {
                     None => Ok(None),
                     Some(_) => match credits_now(&fresh, now) {
-                        0 => Err(Refusal::UsageExhausted),
+                        0 => Err(exhausted(&fresh, cost, now)),
                         left => Ok(Some(left)),
                     },
                 };
@@ -644,13 +658,13 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                         Some(next) if fresh.remaining_uses.is_some() => {
                             holder = Some(self.stored_record(next).await?);
                         }
-                        _ => return Err(Refusal::UsageExhausted),
+                        _ => return Err(exhausted(&fresh, cost, now)),
                     }
                 }
             }
         }
         // A chain of rotations longer than any grace period allows: fail closed.
-        Err(Refusal::UsageExhausted)
+        Err(Refusal::UsageExhausted { retry_after: None })
     }
 
     /// A record that must exist (it was just verified or is linked as a successor).

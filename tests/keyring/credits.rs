@@ -28,7 +28,7 @@ async fn a_peek_reports_exhausted_uses() {
     );
     f.keyring.verify(key, &ctx()).await.unwrap();
     let err = f.keyring.verify(key, &peek).await.unwrap_err();
-    assert!(matches!(err, VerifyError::UsageExhausted), "{err:?}");
+    assert!(matches!(err, VerifyError::UsageExhausted { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -70,7 +70,7 @@ async fn a_process_whose_cache_predates_a_rotation_still_draws_on_the_shared_bal
         for key in [old, new] {
             assert!(matches!(
                 keyring.verify(key, &ctx()).await,
-                Err(VerifyError::UsageExhausted)
+                Err(VerifyError::UsageExhausted { .. })
             ));
         }
     }
@@ -111,7 +111,7 @@ async fn remaining_uses_are_taken_only_by_admitted_requests() {
         Some(0)
     );
     let err = f.keyring.verify(key, &inside).await.unwrap_err();
-    assert!(matches!(err, VerifyError::UsageExhausted));
+    assert!(matches!(err, VerifyError::UsageExhausted { .. }));
     assert_eq!(err.status_code(), 429);
 }
 
@@ -135,7 +135,7 @@ async fn weighted_requests_spend_their_weight_in_credits() {
         .verify(key, &VerifyContext::new().cost(4))
         .await
         .unwrap_err();
-    assert!(matches!(err, VerifyError::UsageExhausted));
+    assert!(matches!(err, VerifyError::UsageExhausted { .. }));
     assert_eq!(
         f.keyring
             .verify(key, &VerifyContext::new().cost(3))
@@ -226,7 +226,7 @@ async fn rotation_hands_over_remaining_uses_instead_of_doubling_them() {
     for key in [&issued.key, &successor.key] {
         assert!(matches!(
             f.keyring.verify(key.expose_secret(), &ctx()).await,
-            Err(VerifyError::UsageExhausted)
+            Err(VerifyError::UsageExhausted { .. })
         ));
     }
 }
@@ -263,7 +263,7 @@ async fn uses_are_refilled_on_schedule_once_per_period() {
     }
     assert!(matches!(
         f.keyring.verify(key, &ctx()).await,
-        Err(VerifyError::UsageExhausted)
+        Err(VerifyError::UsageExhausted { .. })
     ));
 
     f.clock.advance(TimeDelta::days(30));
@@ -280,7 +280,7 @@ async fn uses_are_refilled_on_schedule_once_per_period() {
     }
     assert!(matches!(
         f.keyring.verify(key, &ctx()).await,
-        Err(VerifyError::UsageExhausted)
+        Err(VerifyError::UsageExhausted { .. })
     ));
     let stored = f.keyring.get(&issued.record.id).await.unwrap();
     assert_eq!(

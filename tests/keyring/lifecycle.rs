@@ -95,7 +95,7 @@ async fn a_successor_continues_its_predecessors_refill_schedule() {
     }
     assert!(matches!(
         f.keyring.verify(key, &ctx()).await,
-        Err(VerifyError::UsageExhausted)
+        Err(VerifyError::UsageExhausted { .. })
     ));
     // Day 30 of the original schedule, not day 30 after the rotation.
     f.clock.advance(TimeDelta::days(10));
