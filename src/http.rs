@@ -9,9 +9,11 @@
 //! * Transport: keys over plain HTTP are refused (403 `plain_http`, with an
 //!   [`AuditEvent::SentInClear`](crate::AuditEvent::SentInClear) so the key can be
 //!   rolled), except from loopback peers; the scheme and client address come from the
-//!   connection, or from `Forwarded` / `X-Forwarded-*` only when the peer is a trusted
-//!   proxy. Give the layer the peer address with axum's `ConnectInfo<SocketAddr>` (or a
-//!   [`PeerAddr`] extension) and mark TLS connections with [`Tls`].
+//!   connection, or from the forwarding headers a trusted proxy writes
+//!   ([`ProxyHeaders`]: `X-Forwarded-*` by default, or `Forwarded`) only when the peer is
+//!   one. Give the layer the peer address with axum's `ConnectInfo<SocketAddr>` (or a
+//!   [`PeerAddr`] extension) and mark TLS connections with [`Tls`] (a URI's scheme is
+//!   the client's word, not the connection's).
 //! * One verification per request, with the route's requirement and cost known, so a
 //!   request refused for its scopes is charged nothing.
 //! * Responses: RFC 6750 challenges, RFC 9457 `application/problem+json` bodies with a
@@ -65,4 +67,4 @@ pub use credential::X_API_KEY;
 pub use extract::MissingKey;
 pub use layer::{KeyAuthLayer, KeyAuthService};
 pub use response::{QUOTA_EXCEEDED_TYPE, Rejection};
-pub use transport::{PeerAddr, Tls};
+pub use transport::{PeerAddr, ProxyHeaders, Tls};

@@ -292,6 +292,8 @@ async fn unreadable_or_conflicting_credentials_are_invalid_requests() {
         ],
         vec![("x-api-key", long.clone())],
         vec![("x-api-key", "sk live".to_owned())],
+        // `Bearer` and nothing after it: a malformed credential, not a missing one.
+        vec![("authorization", "Bearer".to_owned())],
     ] {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let a = send(&app, get_local("/any", &headers)).await;
@@ -424,6 +426,31 @@ async fn refusals_of_valid_keys_from_the_wrong_place_are_403_without_a_challenge
     )
     .await;
     assert_eq!(a.code(), "secret_key_in_browser");
+
+    // A same-origin GET carries no Origin: its origin is the server's own, from Host.
+    let same_origin = |site: &'static str| {
+        let mut req = get_from(
+            "/any",
+            "203.0.113.9:4000",
+            &[
+                ("authorization", &bearer(pk.expose_secret())),
+                ("host", "shop.example.com"),
+                ("sec-fetch-site", site),
+            ],
+        );
+        req.extensions_mut().insert(Tls);
+        req
+    };
+    assert_eq!(
+        send(&app, same_origin("same-origin")).await.status,
+        StatusCode::OK,
+        "the page's own origin is allowed"
+    );
+    assert_eq!(
+        send(&app, same_origin("cross-site")).await.code(),
+        "origin_not_allowed",
+        "a cross-site request without Origin is no allowed origin"
+    );
 }
 
 #[tokio::test]
@@ -439,6 +466,7 @@ async fn keys_over_plain_http_are_refused_and_reported() {
     .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.code(), "plain_http");
+    assert_eq!(a.header("www-authenticate"), None);
     let reported = f.audit.0.lock().unwrap().iter().any(|e| {
         matches!(e, AuditEvent::SentInClear { id: Some(id), client_ip: Some(ip), .. }
             if *id == issued.record.id && ip.to_string() == "203.0.113.9")
@@ -476,6 +504,26 @@ async fn keys_over_plain_http_are_refused_and_reported() {
         send(&proxied, forwarded("https")).await.status,
         StatusCode::OK
     );
+    // A proxy that writes X-Forwarded-* passes the client's own `Forwarded` through: it is
+    // not believed.
+    let spoofed = get_from(
+        "/any",
+        "10.0.0.5:80",
+        &[
+            ("authorization", &auth),
+            ("forwarded", "for=198.51.100.7;proto=https"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ],
+    );
+    assert_eq!(send(&proxied, spoofed).await.code(), "plain_http");
+    // Nor is a URI that claims https over a plain connection (an absolute-form target).
+    let absolute = get_from(
+        "https://api.example.com/any",
+        "203.0.113.9:4000",
+        &[("authorization", &auth)],
+    );
+    assert_eq!(send(&app, absolute).await.code(), "plain_http");
 }
 
 #[tokio::test]
@@ -740,6 +788,104 @@ async fn hosts_can_replace_the_rejection_response() {
         a.code(),
         "malformed",
         "None falls back to the standard response"
+    );
+}
+
+/// A rate limiter whose backend is down.
+#[derive(Debug)]
+struct DownLimiter;
+
+impl keymint::RateLimiter for DownLimiter {
+    async fn check(
+        &self,
+        _key: &str,
+        _policy: &Policy,
+        _cost: u32,
+    ) -> Result<keymint::Decision, keymint::RateLimitError> {
+        Err(keymint::RateLimitError::Unavailable(Arc::new(
+            std::io::Error::other("limiter down"),
+        )))
+    }
+}
+
+#[tokio::test]
+async fn an_unavailable_limiter_and_an_overloaded_keyring_answer_503_with_retry_after() {
+    let store = FaultyStore::new(MemoryStore::new());
+    let keyring = Keyring::builder(keymint::KeyFormat::new("sk_live").unwrap(), store.clone())
+        .hashes(HashPolicy::new(
+            Argon2idHasher::builder()
+                .m_cost(64)
+                .t_cost(1)
+                .build()
+                .unwrap(),
+        ))
+        .rate_limiter(DownLimiter)
+        .policy(Policy::single("p", Quota::per_hour(NonZeroU32::MIN)).unwrap())
+        .default_policy("p")
+        .uncached_concurrency(1, 0)
+        .without_cache()
+        .build()
+        .unwrap();
+    let auth = KeyAuth::builder(keyring.clone())
+        .retry_after_unavailable(std::time::Duration::from_secs(3))
+        .build();
+    let app = Router::new().route("/any", get(echo).route_layer(auth.layer()));
+    let key = keyring
+        .issue(IssueRequest::new("a", "n"))
+        .await
+        .unwrap()
+        .key;
+    let header = bearer(key.expose_secret());
+
+    let a = send(&app, get_local("/any", &[("authorization", &header)])).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rate_limiter_unavailable".to_owned()
+        )
+    );
+    assert_eq!(a.header("retry-after"), Some("3"));
+    assert_eq!(a.header("www-authenticate"), None);
+
+    // One verification holds the only uncached slot (its store read paused); with no
+    // waiting room, the next is refused at once.
+    store.inject(
+        keymint::testing::StoreOp::Get,
+        keymint::testing::Fault::Pause,
+    );
+    let held = tokio::spawn({
+        let app = app.clone();
+        let header = header.clone();
+        async move { send(&app, get_local("/any", &[("authorization", &header)])).await }
+    });
+    store.wait_paused().await;
+    let a = send(&app, get_local("/any", &[("authorization", &header)])).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "overloaded".to_owned())
+    );
+    assert_eq!(a.header("retry-after"), Some("3"));
+    store.release();
+    held.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_asking_for_a_key_on_an_optional_route_answers_in_its_layers_words() {
+    let f = fixture();
+    async fn needs(_key: VerifiedKey) -> &'static str {
+        "ran"
+    }
+    let auth = KeyAuth::builder(f.keyring.clone())
+        .realm("example")
+        .unwrap()
+        .build();
+    let app = Router::new().route("/x", get(needs).route_layer(auth.layer().optional()));
+    let a = send(&app, get_local("/x", &[])).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        a.header("www-authenticate"),
+        Some(r#"Bearer realm="example""#)
     );
 }
 

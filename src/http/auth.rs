@@ -14,7 +14,7 @@ use http::{Request, Response};
 use super::credential::{Sources, X_API_KEY};
 use super::layer::KeyAuthLayer;
 use super::response::{CustomRejection, Rejection, Responses};
-use super::transport::Trust;
+use super::transport::{ProxyHeaders, Trust};
 use crate::cidr::Cidr;
 use crate::keyring::{Keyring, VerifiedKey, VerifyContext, VerifyError};
 use crate::ratelimit::RateLimiter;
@@ -273,11 +273,20 @@ impl KeyAuthBuilder {
         Ok(self)
     }
 
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` are believed:
-    /// for a request from one of them, the client is the rightmost forwarded hop outside
-    /// these networks and the scheme is the one it forwards. No proxy is trusted by default.
+    /// Proxies whose forwarding headers are believed (the kind
+    /// [`proxy_headers`](Self::proxy_headers) names, `X-Forwarded-*` by default): for a
+    /// request from one of them, the client is the rightmost forwarded hop outside these
+    /// networks and the scheme is the one it forwards. No proxy is trusted by default.
     pub fn trusted_proxies(mut self, networks: impl IntoIterator<Item = Cidr>) -> Self {
         self.trust.proxies = networks.into_iter().collect();
+        self
+    }
+
+    /// Which forwarding headers the trusted proxies write (default
+    /// [`ProxyHeaders::XForwarded`]). Only that kind is read, since a header of the other
+    /// kind is passed through by the proxy exactly as the client wrote it.
+    pub fn proxy_headers(mut self, headers: ProxyHeaders) -> Self {
+        self.trust.headers = headers;
         self
     }
 

@@ -87,16 +87,18 @@ impl Sources {
         if self.bearer {
             let mut values = headers.get_all(AUTHORIZATION).iter();
             for value in values.by_ref().take(MAX_VALUES) {
-                let bytes = value.as_bytes();
-                // `Bearer` is case-insensitive (RFC 7235); other schemes are not ours.
-                let Some(scheme) = bytes.get(..7) else {
-                    continue;
+                let bytes = value.as_bytes().trim_ascii();
+                // `Bearer` is case-insensitive (RFC 7235); other schemes are not ours. A
+                // `Bearer` with no token (servers trim the space after it) is a malformed
+                // credential, not a missing one.
+                let (scheme, token) = match bytes.iter().position(|b| *b == b' ') {
+                    Some(space) => (&bytes[..space], &bytes[space + 1..]),
+                    None => (bytes, &[][..]),
                 };
-                if !scheme.eq_ignore_ascii_case(b"bearer ") {
+                if !scheme.eq_ignore_ascii_case(b"bearer") {
                     continue;
                 }
-                let token = bytes[7..].trim_ascii();
-                take(&mut found, checked(token)?)?;
+                take(&mut found, checked(token.trim_ascii())?)?;
             }
             if values.next().is_some() {
                 return Err(Unreadable::Malformed);
@@ -206,6 +208,15 @@ mod tests {
             ),
             (
                 headers(&[(&AUTHORIZATION, b"Bearer ")]),
+                Unreadable::Malformed,
+            ),
+            // What a server hands over for `Bearer ` after trimming the value.
+            (
+                headers(&[(&AUTHORIZATION, b"Bearer")]),
+                Unreadable::Malformed,
+            ),
+            (
+                headers(&[(&AUTHORIZATION, b"BEARER\t")]),
                 Unreadable::Malformed,
             ),
             (

@@ -9,20 +9,27 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
+use super::KeyAuth;
+use super::layer::PassedWithoutKey;
 use super::response::{Rejection, Responses};
 use crate::keyring::VerifiedKey;
 
 /// The extractor's refusal when a handler asks for a [`VerifiedKey`] that no layer
-/// provided: 401, as for a request without credentials. It only happens on a route without
-/// a keymint layer (or with an optional one), which is logged once.
+/// provided: 401, as for a request without credentials, in the words of the route's
+/// optional layer if it has one (its realm and problem types). It only happens on a route
+/// without a keymint layer (or with an optional one), which is logged once.
 #[derive(Debug)]
-pub struct MissingKey;
+pub struct MissingKey {
+    layer: Option<KeyAuth>,
+}
 
 impl IntoResponse for MissingKey {
     fn into_response(self) -> Response {
-        Responses::default()
-            .respond(&Rejection::MissingCredential)
-            .map(axum::body::Body::from)
+        match &self.layer {
+            Some(auth) => auth.respond(&Rejection::MissingCredential),
+            None => Responses::default().respond(&Rejection::MissingCredential),
+        }
+        .map(axum::body::Body::from)
     }
 }
 
@@ -41,7 +48,12 @@ impl<S: Send + Sync> FromRequestParts<S> for VerifiedKey {
                         "a handler extracts VerifiedKey on a route without a (non-optional) keymint layer: answering 401"
                     );
                 }
-                Err(MissingKey)
+                Err(MissingKey {
+                    layer: parts
+                        .extensions
+                        .get::<PassedWithoutKey>()
+                        .map(|passed| passed.0.clone()),
+                })
             }
         }
     }

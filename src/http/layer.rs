@@ -1,12 +1,13 @@
 //! The tower [`Layer`] and [`Service`] that verify a request's key before the inner
 //! service runs.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::ORIGIN;
+use http::header::{HOST, ORIGIN};
 use http::{HeaderName, Method, Request, Response};
 use tower::{Layer, Service};
 
@@ -96,16 +97,7 @@ impl KeyAuthLayer {
             self.auth.sent_in_clear(&presented, reached.client);
             return Err(Rejection::PlainHttp);
         }
-        // A browser sends `Origin` on cross-origin requests and `Sec-Fetch-Site` on all; an
-        // origin that is missing but implied reads as `null`, which no allowed origin matches.
-        let origin = match req.headers().get(ORIGIN) {
-            Some(value) => Some(value.to_str().unwrap_or("null")),
-            None => req
-                .headers()
-                .get(SEC_FETCH_SITE)
-                .filter(|site| site.as_bytes() != b"none")
-                .map(|_| "null"),
-        };
+        let origin = browser_origin(req, reached.secure);
         let mut ctx = VerifyContext::new().cost(self.cost);
         if let Some(ip) = reached.client {
             ctx = ctx.client_ip(ip);
@@ -116,7 +108,7 @@ impl KeyAuthLayer {
         if let Some(environment) = &inner.environment {
             ctx = ctx.environment(environment);
         }
-        if let Some(origin) = origin {
+        if let Some(origin) = &origin {
             ctx = ctx.origin(origin);
         }
         let verified = self
@@ -139,6 +131,45 @@ impl KeyAuthLayer {
         }
         Ok(Some(verified))
     }
+}
+
+/// Left in the extensions of a request a layer let through without a key (an optional
+/// route, a preflight): how that layer answers refusals.
+#[derive(Clone, Debug)]
+pub(crate) struct PassedWithoutKey(pub(crate) KeyAuth);
+
+/// The browser origin a request came from, `None` when it did not come from a browser page.
+///
+/// A browser sends `Origin` on cross-origin requests (and on most others), and
+/// `Sec-Fetch-Site` on all. A same-origin `GET` carries no `Origin`: its origin is the
+/// server's own, rebuilt from `Host` and the connection's scheme. Any other origin that is
+/// implied but missing reads as `null`, which no allowed origin matches; so does an
+/// unreadable one. `Sec-Fetch-Site: none` is the user's own navigation (a typed URL).
+fn browser_origin<B>(req: &Request<B>, secure: bool) -> Option<Cow<'_, str>> {
+    let headers = req.headers();
+    if let Some(value) = headers.get(ORIGIN) {
+        return Some(Cow::Borrowed(value.to_str().unwrap_or("null")));
+    }
+    let site = headers.get(SEC_FETCH_SITE)?.as_bytes();
+    if site == b"none" {
+        return None;
+    }
+    let own = (site == b"same-origin")
+        .then(|| match headers.get(HOST) {
+            Some(host) => host.to_str().ok(),
+            // HTTP/2 names the host in `:authority`.
+            None => req.uri().authority().map(http::uri::Authority::as_str),
+        })
+        .flatten()
+        .filter(|host| !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic()));
+    Some(match own {
+        Some(host) => Cow::Owned(format!(
+            "{}://{}",
+            if secure { "https" } else { "http" },
+            host.to_ascii_lowercase()
+        )),
+        None => Cow::Borrowed("null"),
+    })
 }
 
 impl<S> Layer<S> for KeyAuthLayer {
@@ -183,8 +214,15 @@ where
             match layer.authenticate(&mut req).await {
                 Ok(verified) => {
                     let headers = verified.as_ref().and_then(VerifiedKey::rate_limit_headers);
-                    if let Some(key) = verified {
-                        req.extensions_mut().insert(key);
+                    match verified {
+                        Some(key) => {
+                            req.extensions_mut().insert(key);
+                        }
+                        // A handler that asks for a key here anyway answers as this layer would.
+                        None => {
+                            req.extensions_mut()
+                                .insert(PassedWithoutKey(layer.auth.clone()));
+                        }
                     }
                     let mut response = inner.call(req).await?;
                     if let Some(values) = headers

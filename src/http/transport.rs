@@ -22,8 +22,11 @@ const MAX_HOPS: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// Marks a request whose connection was TLS, terminated in this process (insert it from
-/// your TLS acceptor). Without it, a request is plain HTTP unless its URI says `https`.
+/// Marks a request whose connection was TLS, terminated in this process: insert it from
+/// your TLS acceptor, or with `axum::Extension(Tls)` on a router served only over TLS.
+/// Without it (or a trusted proxy's forwarded scheme), a request is plain HTTP: a URI's
+/// `https` scheme is the client's word (an absolute-form request target, an h2c
+/// `:scheme`), not the connection's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tls;
 
@@ -36,10 +39,25 @@ pub(crate) struct Reached {
     pub(crate) plain_refused: bool,
 }
 
+/// Which forwarding headers the trusted proxies write. Only that kind is read: a header of
+/// the other kind passes through a proxy untouched, so it is whatever the client wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyHeaders {
+    /// `X-Forwarded-For` and `X-Forwarded-Proto` (nginx, HAProxy, most cloud load
+    /// balancers). The proxy must append to `X-Forwarded-For` and set (overwrite)
+    /// `X-Forwarded-Proto`.
+    #[default]
+    XForwarded,
+    /// `Forwarded` (RFC 7239), appended to by every proxy.
+    Forwarded,
+}
+
 /// The transport rules: which proxies are trusted, and what plain HTTP may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Trust {
     pub(crate) proxies: Vec<Cidr>,
+    pub(crate) headers: ProxyHeaders,
     pub(crate) allow_plain_http: bool,
     pub(crate) loopback_exempt: bool,
 }
@@ -48,6 +66,7 @@ impl Default for Trust {
     fn default() -> Self {
         Self {
             proxies: Vec::new(),
+            headers: ProxyHeaders::default(),
             allow_plain_http: false,
             loopback_exempt: true,
         }
@@ -79,13 +98,19 @@ impl Trust {
 
     pub(crate) fn judge<B>(&self, req: &Request<B>) -> Result<Reached, BadForwarding> {
         let peer = peer(req);
-        let connection_secure = req.extensions().get::<Tls>().is_some()
-            || req.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+        let connection_secure = req.extensions().get::<Tls>().is_some();
         let (client, secure, via_proxy) = match peer {
             Some(peer) if self.trusted(peer.ip()) => {
-                let (client, proto) = self.forwarded(req.headers())?;
+                let (client, proto) = match self.headers {
+                    ProxyHeaders::XForwarded => self.x_forwarded(req.headers())?,
+                    ProxyHeaders::Forwarded => self.forwarded(req.headers())?,
+                };
                 let secure = proto.map_or(connection_secure, |p| p.eq_ignore_ascii_case("https"));
-                (Some(client.unwrap_or(peer.ip())), secure, true)
+                // No forwarded client (a request the proxy made itself, or `for=unknown`):
+                // the client is unknown, rather than the proxy, whose address every client
+                // would otherwise share (one throttle bucket, and whatever allowlist covers
+                // the proxy).
+                (client, secure, true)
             }
             Some(peer) => (Some(peer.ip()), connection_secure, false),
             None => (None, connection_secure, false),
@@ -100,47 +125,53 @@ impl Trust {
         })
     }
 
-    /// The client and the scheme it used, from `Forwarded` (RFC 7239) or, without it,
-    /// `X-Forwarded-For` / `X-Forwarded-Proto`: the rightmost hop that is not a trusted
-    /// proxy is the client (hops further left were written by whoever it is, and prove
-    /// nothing).
+    /// The client and the scheme it used, from `Forwarded` (RFC 7239): the rightmost hop
+    /// that is not a trusted proxy is the client (hops further left were written by
+    /// whoever it is, and prove nothing); when every hop is a trusted proxy, the request
+    /// began at the leftmost.
     fn forwarded<'h>(
         &self,
         headers: &'h HeaderMap,
     ) -> Result<(Option<IpAddr>, Option<&'h str>), BadForwarding> {
-        let forwarded = values(headers, &FORWARDED)?;
-        if !forwarded.is_empty() {
-            let mut elements = Vec::new();
-            for value in forwarded {
-                for element in value.split(',') {
-                    elements.push(element);
-                    if elements.len() > MAX_HOPS {
-                        return Err(BadForwarding);
-                    }
+        let mut elements = Vec::new();
+        for value in values(headers, &FORWARDED)? {
+            for element in value.split(',') {
+                elements.push(element);
+                if elements.len() > MAX_HOPS {
+                    return Err(BadForwarding);
                 }
             }
-            let mut proto = None;
-            for element in elements.iter().rev() {
-                let (mut node, mut element_proto) = (None, None);
-                for pair in element.split(';') {
-                    let (name, value) = pair.split_once('=').ok_or(BadForwarding)?;
-                    let value = value.trim().trim_matches('"');
-                    match name.trim().to_ascii_lowercase().as_str() {
-                        "for" => node = Some(value),
-                        "proto" => element_proto = Some(value),
-                        _ => {}
-                    }
-                }
-                proto = element_proto.or(proto);
-                match node.and_then(node_ip) {
-                    Some(ip) if self.trusted(ip) => continue,
-                    Some(ip) => return Ok((Some(ip), element_proto.or(proto))),
-                    // `unknown` or an obfuscated node: the client is not known.
-                    None => return Ok((None, element_proto.or(proto))),
-                }
-            }
-            return Ok((None, proto));
         }
+        let mut proto = None;
+        let mut first_trusted = None;
+        for element in elements.iter().rev() {
+            let (mut node, mut element_proto) = (None, None);
+            for pair in element.split(';') {
+                let (name, value) = pair.split_once('=').ok_or(BadForwarding)?;
+                let value = value.trim().trim_matches('"');
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "for" => node = Some(value),
+                    "proto" => element_proto = Some(value),
+                    _ => {}
+                }
+            }
+            proto = element_proto.or(proto);
+            match node.and_then(node_ip) {
+                Some(ip) if self.trusted(ip) => first_trusted = Some(ip),
+                Some(ip) => return Ok((Some(ip), element_proto.or(proto))),
+                // `unknown` or an obfuscated node: the client is not known.
+                None => return Ok((None, element_proto.or(proto))),
+            }
+        }
+        Ok((first_trusted, proto))
+    }
+
+    /// The client and the scheme it used, from `X-Forwarded-For` and `X-Forwarded-Proto`,
+    /// read as [`forwarded`](Self::forwarded) reads `Forwarded`.
+    fn x_forwarded<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> Result<(Option<IpAddr>, Option<&'h str>), BadForwarding> {
         let proto = values(headers, &X_FORWARDED_PROTO)?
             .last()
             .and_then(|v| v.rsplit(',').next())
@@ -154,13 +185,15 @@ impl Trust {
                 }
             }
         }
+        let mut first_trusted = None;
         for hop in hops.iter().rev() {
             let ip: IpAddr = hop.parse().map_err(|_| BadForwarding)?;
             if !self.trusted(ip) {
                 return Ok((Some(ip), proto));
             }
+            first_trusted = Some(ip);
         }
-        Ok((None, proto))
+        Ok((first_trusted, proto))
     }
 }
 
@@ -253,6 +286,7 @@ mod tests {
         // A loopback proxy is judged by its forwarded scheme too.
         let loopback_proxy = Trust {
             proxies: vec!["127.0.0.0/8".parse().unwrap()],
+            headers: ProxyHeaders::Forwarded,
             ..Trust::default()
         };
         let forwarded_plain = request(
@@ -289,7 +323,11 @@ mod tests {
                 r#"for=6.6.6.6;proto=http, for="[2001:db8::7]:4711";proto=https, for=10.0.0.2;proto=https"#,
             )],
         );
-        let reached = trust.judge(&req).unwrap();
+        let forwarded = Trust {
+            headers: ProxyHeaders::Forwarded,
+            ..behind_proxy()
+        };
+        let reached = forwarded.judge(&req).unwrap();
         assert_eq!(reached.client, Some("2001:db8::7".parse().unwrap()));
         assert!(
             reached.secure,
@@ -300,10 +338,17 @@ mod tests {
     #[test]
     fn unreadable_forwarding_from_a_trusted_proxy_is_an_error() {
         let trust = behind_proxy();
-        for headers in [
-            vec![("x-forwarded-for", "not-an-ip")],
-            vec![("forwarded", "for")],
-            vec![("x-forwarded-for", &*vec!["1.1.1.1"; MAX_HOPS + 1].join(","))],
+        let forwarded = Trust {
+            headers: ProxyHeaders::Forwarded,
+            ..behind_proxy()
+        };
+        for (trust, headers) in [
+            (&trust, vec![("x-forwarded-for", "not-an-ip")]),
+            (&forwarded, vec![("forwarded", "for")]),
+            (
+                &trust,
+                vec![("x-forwarded-for", &*vec!["1.1.1.1"; MAX_HOPS + 1].join(","))],
+            ),
         ] {
             assert_eq!(
                 trust.judge(&request("10.0.0.1:1", &headers)),
@@ -311,5 +356,83 @@ mod tests {
                 "{headers:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_the_header_kind_the_proxy_writes_is_believed() {
+        // The proxy appends to X-Forwarded-For; the client also sent a Forwarded header,
+        // which passes through untouched.
+        let spoof = [
+            ("forwarded", "for=192.0.2.1;proto=https"),
+            ("x-forwarded-for", "198.51.100.7"),
+            ("x-forwarded-proto", "http"),
+        ];
+        let reached = behind_proxy()
+            .judge(&request("10.0.0.1:80", &spoof))
+            .unwrap();
+        assert_eq!(reached.client, Some("198.51.100.7".parse().unwrap()));
+        assert!(
+            reached.plain_refused,
+            "the client's own proto=https is not believed"
+        );
+        // And the other way round, for a proxy that writes Forwarded.
+        let forwarded = Trust {
+            headers: ProxyHeaders::Forwarded,
+            ..behind_proxy()
+        };
+        let spoof = [
+            ("forwarded", "for=198.51.100.7;proto=http"),
+            ("x-forwarded-for", "192.0.2.1"),
+            ("x-forwarded-proto", "https"),
+        ];
+        let reached = forwarded.judge(&request("10.0.0.1:80", &spoof)).unwrap();
+        assert_eq!(reached.client, Some("198.51.100.7".parse().unwrap()));
+        assert!(reached.plain_refused);
+    }
+
+    #[test]
+    fn a_uri_scheme_is_the_clients_word_not_the_connections() {
+        let mut absolute = Request::builder()
+            .uri("https://api.example.com/x")
+            .body(())
+            .unwrap();
+        absolute
+            .extensions_mut()
+            .insert(PeerAddr("203.0.113.9:5000".parse().unwrap()));
+        let reached = Trust::default().judge(&absolute).unwrap();
+        assert!(!reached.secure && reached.plain_refused);
+    }
+
+    #[test]
+    fn a_trusted_proxy_that_names_no_client_leaves_the_client_unknown() {
+        let trust = behind_proxy();
+        // The proxy's own request (a health check): no forwarded client at all.
+        let own = trust.judge(&request("10.0.0.1:443", &[])).unwrap();
+        assert_eq!(
+            own.client, None,
+            "not the proxy's address, which every client shares"
+        );
+        let forwarded = Trust {
+            headers: ProxyHeaders::Forwarded,
+            ..behind_proxy()
+        };
+        let unknown = forwarded
+            .judge(&request(
+                "10.0.0.1:443",
+                &[("forwarded", "for=unknown;proto=https")],
+            ))
+            .unwrap();
+        assert_eq!(unknown.client, None);
+        // Every hop a trusted proxy: the request began at the leftmost.
+        let internal = trust
+            .judge(&request(
+                "10.0.0.1:443",
+                &[
+                    ("x-forwarded-for", "10.9.9.9, 10.0.0.2"),
+                    ("x-forwarded-proto", "https"),
+                ],
+            ))
+            .unwrap();
+        assert_eq!(internal.client, Some("10.9.9.9".parse().unwrap()));
     }
 }
