@@ -847,7 +847,23 @@ async fn a_roll_never_mints_more_than_the_allowance() {
         .issue(IssueRequest::new("alice", "pk").key_type("pk_live"))
         .await
         .unwrap();
-    for record in [&wide.record, &other_type.record] {
+    // Her allowance caps lifetimes at 90 days: the successor would keep these expiries.
+    let forever = f
+        .keyring
+        .issue(IssueRequest::new("alice", "forever"))
+        .await
+        .unwrap();
+    let long = f
+        .keyring
+        .issue(IssueRequest::new("alice", "long").expires_in(TimeDelta::days(365)))
+        .await
+        .unwrap();
+    for record in [
+        &wide.record,
+        &other_type.record,
+        &forever.record,
+        &long.record,
+    ] {
         let answer = f
             .call(
                 "POST",

@@ -173,7 +173,19 @@ fn allowance_covers(
     allowance: &super::Allowance,
     default_type: &str,
     record: &KeyRecord,
+    now: DateTime<Utc>,
 ) -> Result<(), Problem> {
+    // The successor keeps the old key's expiry: it must be one the user could give.
+    if let Some(max) = allowance.max_lifetime {
+        let latest = now
+            .checked_add_signed(max)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if record.attributes.expires_at.is_none_or(|at| at > latest) {
+            return Err(Problem::not_allowed(
+                "this key lives longer than a key you may create: create a new key instead",
+            ));
+        }
+    }
     if !allowance
         .types(default_type)
         .contains(&record.prefix.as_str())
@@ -347,7 +359,7 @@ pub(super) async fn roll<S: KeyStore, L: RateLimiter, R: OwnerResolver>(
         ));
     }
     let default_type = portal.keyring.key_types().default_type().name().to_string();
-    allowance_covers(&user.allowance, &default_type, &old)?;
+    allowance_covers(&user.allowance, &default_type, &old, now)?;
     // Under the owner's lock, like creates: a roll adds a working key for the grace period.
     let _one_at_a_time = portal.create_lock(&user.owner).lock().await;
     let (_, predecessor_in_grace) = portal.held_keys(&user.owner, 0, Some(&old.id)).await?;
