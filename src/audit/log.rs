@@ -417,6 +417,20 @@ impl AuditSink for ChainedLog {
                 },
                 Some(*at),
             ),
+            AuditEvent::LeakReported {
+                id,
+                owner,
+                url,
+                source,
+                revoked,
+                at,
+            } => (
+                "leak_reported",
+                None,
+                Some(id.to_string()),
+                json!({ "owner": owner, "url": url, "source": source, "revoked": revoked }),
+                Some(*at),
+            ),
             AuditEvent::Rehashed { id } => {
                 ("rehashed", None, Some(id.to_string()), json!({}), None)
             }
