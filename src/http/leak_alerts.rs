@@ -22,7 +22,7 @@
 //!    touches nothing;
 //! 5. revokes each key that is real (unless [`flag_only`](LeakAlertsBuilder::flag_only)),
 //!    with the reason [`REVOCATION_REASON`], and records an
-//!    [`AuditEvent::LeakReported`](crate::AuditEvent::LeakReported) with the reported URL
+//!    [`AuditEvent::LeakReported`] with the reported URL
 //!    and source (a revocation is audited as `Revoked` as well) and a warning in the log;
 //! 6. answers with GitHub's feedback format: per reported token, in order,
 //!    `{"token_hash", "token_type", "label"}`, where `token_hash` is the lowercase hex
@@ -216,7 +216,7 @@ impl<S: KeyStore, L: RateLimiter, K: KeySource> LeakAlerts<S, L, K> {
 
 impl<S: KeyStore, L: RateLimiter, K: KeySource> LeakAlertsBuilder<S, L, K> {
     /// Only flag confirmed leaks (a warning and an
-    /// [`AuditEvent::LeakReported`](crate::AuditEvent::LeakReported) with
+    /// [`AuditEvent::LeakReported`] with
     /// `revoked: false`), never revoke: for a trial period, or when a person decides.
     pub fn flag_only(mut self) -> Self {
         self.revoke = false;
