@@ -54,6 +54,9 @@ mod credential;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 mod extract;
 mod layer;
+#[cfg(feature = "leak-alerts")]
+#[cfg_attr(docsrs, doc(cfg(feature = "leak-alerts")))]
+pub mod leak_alerts;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod portal;

@@ -37,6 +37,7 @@ mod hash_gate;
 mod issue;
 mod key_type;
 mod last_used;
+mod leak;
 mod manage;
 mod refill;
 mod refusal;

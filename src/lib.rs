@@ -51,7 +51,7 @@
 //! | [`audit`] | a tamper-evident (hash-chained) audit trail and its verifier |
 //! | [`metrics`] | the counters and histograms emitted through the `metrics` facade (feature `metrics`) |
 //! | [`cidr`], [`origin`] | client-network allowlists and publishable keys' allowed origins |
-//! | `http` | the tower layer, axum extractors and the self-service portal (features `tower`, `axum`) |
+//! | `http` | the tower layer, axum extractors, the self-service portal and GitHub leak alerts (features `tower`, `axum`, `leak-alerts`) |
 //! | [`clock`] | the [`Clock`] trait, the one source of time ([`ManualClock`] for tests) |
 //! | `testing` | conformance kits and fault wrappers for your own backends (feature `testing`) |
 //! | [`guide`] | long-form documentation: design notes, measurements, extending keymint |
@@ -69,6 +69,7 @@
 //! | `metrics` | no | counters and histograms through the `metrics` facade ([`metrics`]) |
 //! | `tower` | no | `keymint::http`: the tower layer that authenticates requests |
 //! | `axum` | no | `tower` plus the `VerifiedKey` extractors and the self-service portal router |
+//! | `leak-alerts` | no | `axum` plus the handler for GitHub's secret-scanning partner alerts (`http::leak_alerts`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -140,7 +141,8 @@ pub type Policy = ratelimit::Policy;
     feature = "redis",
     feature = "sqlite",
     feature = "axum",
-    feature = "metrics"
+    feature = "metrics",
+    feature = "leak-alerts"
 ))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

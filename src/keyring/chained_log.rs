@@ -127,6 +127,17 @@ fn entry(event: &AuditEvent) -> Record {
                     "kind": "new_network", "network": network, "client_ip": ip(*client_ip) }),
             })
             .at(*at),
+        AuditEvent::LeakReported {
+            id,
+            owner,
+            url,
+            source,
+            revoked,
+            at,
+        } => entry("leak_reported")
+            .key_id(id.to_string())
+            .detail(json!({ "owner": owner, "url": url, "source": source, "revoked": revoked }))
+            .at(*at),
         AuditEvent::Rehashed { id } => entry("rehashed").key_id(id.to_string()),
     }
 }

@@ -141,6 +141,26 @@ pub enum AuditEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A secret scanner reported the key leaked (found in public, such as a GitHub
+    /// repository), and the report was confirmed: the reported token's secret matches the
+    /// key's stored hash. Raised by `keymint::http::leak_alerts` (feature `leak-alerts`);
+    /// a revocation it causes is audited as [`Revoked`](Self::Revoked) as well.
+    LeakReported {
+        /// The leaked key.
+        id: KeyId,
+        /// Its owner, to notify.
+        owner: String,
+        /// Where it was found, as reported (may be empty).
+        url: String,
+        /// What kind of place, as reported (GitHub's `source`: `content`, `commit`,
+        /// `issue_comment`, `npm`, ...).
+        source: String,
+        /// Whether this report revoked the key: `false` when the handler only flags
+        /// leaks, or when the key was already revoked.
+        revoked: bool,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A key's stored hash was upgraded to the current hasher.
     Rehashed {
         /// The key.

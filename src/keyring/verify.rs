@@ -441,8 +441,9 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         *path = VerifyPath::Uncached;
 
         let reservation = self.throttle_reserve(ctx)?;
-        let (record, secret, needs_rehash) =
-            self.lookup_and_check(parsed, key_type, reservation).await?;
+        let (record, secret, needs_rehash) = self
+            .lookup_and_check(parsed, Some(key_type), reservation)
+            .await?;
         if needs_rehash {
             self.rehash(record.clone(), secret).await;
         }
@@ -471,10 +472,14 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// throttle reservation: a caller that stops waiting (an HTTP timeout, a client
     /// disconnect) frees no slot while the store query or the hash still runs, and the
     /// attempt is charged to the client by its outcome, not by whether anyone still waits.
-    async fn lookup_and_check(
+    ///
+    /// With `bind_to`, a record of another prefix or type than the presented key's is
+    /// refused (step 4); without it, any record whose hash the secret matches is returned
+    /// (leak reports: a leaked secret is a leak under whatever prefix it was found).
+    pub(super) async fn lookup_and_check(
         &self,
         parsed: &ParsedKey<'_>,
-        key_type: &Arc<KeyType>,
+        bind_to: Option<&Arc<KeyType>>,
         reservation: Option<Reservation>,
     ) -> Result<(KeyRecord, Zeroizing<String>, bool), Refusal> {
         use std::sync::atomic::Ordering;
@@ -496,15 +501,18 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
         let keyring = self.clone();
         let id = parsed.key_id();
-        let prefix = parsed.prefix().to_owned();
-        let key_type = key_type.clone();
+        let binding = bind_to.map(|key_type| (parsed.prefix().to_owned(), key_type.clone()));
         let secret = Zeroizing::new(parsed.expose_secret().to_owned());
         let work = async move {
             let _slot = slot;
-            let checked = keyring
-                .lookup_and_hash(id, secret)
-                .await
-                .and_then(|found| bound_to_type(found, &prefix, &key_type));
+            let checked =
+                keyring
+                    .lookup_and_hash(id, secret)
+                    .await
+                    .and_then(|found| match &binding {
+                        Some((prefix, key_type)) => bound_to_type(found, prefix, key_type),
+                        None => Ok(found),
+                    });
             if let (Err(refusal), Some(reservation)) = (&checked, reservation)
                 && refusal.is_authentication_failure()
             {
