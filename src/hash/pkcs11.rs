@@ -461,14 +461,12 @@ impl Token {
                 Failure::StaleHandle | Failure::Refused(_) => {}
                 Failure::NotLoggedIn => self.log_in(&lease)?,
                 Failure::SessionLost(_) => {
+                    // Closed sessions come back with a new one; a removed token or a
+                    // finalised library fail again there, closed. (The library is not
+                    // initialised again behind the back of whoever finalised it.)
                     lease.broken = true;
                     drop(lease);
                     self.discard_idle();
-                    // A library reset under us (someone called C_Finalize) needs a new
-                    // initialisation; anything else just needs a new session.
-                    let _ = self
-                        .ctx
-                        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
                     lease = self.lease()?;
                 }
             }
