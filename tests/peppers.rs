@@ -55,7 +55,7 @@ fn set_mode(path: &Path, mode: u32) {
 fn set_mode(_: &Path, _: u32) {}
 
 fn same_pepper(a: &Pepper, b: &Pepper) -> bool {
-    a.hmac_sha256(b"probe").unwrap() == b.hmac_sha256(b"probe").unwrap()
+    a.hmac_sha256(b"probe").expect("mac") == b.hmac_sha256(b"probe").expect("mac")
 }
 
 fn refusal(result: Result<Pepper, HashError>) -> String {
@@ -147,6 +147,21 @@ fn short_long_missing_and_odd_files_are_refused_with_the_reason() {
     assert!(text.contains("not a regular file"), "{text}");
 }
 
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_without_waiting_for_a_writer() {
+    let scratch = Scratch::new("fifo");
+    let fifo = scratch.0.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    // Opening it for reading would block forever; the check comes first.
+    let text = refusal(Pepper::from_file(&fifo));
+    assert!(text.contains("not a regular file"), "{text}");
+}
+
 /// Both roles of the environment test: with the variables set (in the child process this
 /// test starts), it checks them; otherwise it starts that child.
 #[test]
@@ -209,7 +224,7 @@ impl PepperProvider for Switchable {
 
 fn switchable() -> Arc<Switchable> {
     Arc::new(Switchable {
-        pepper: Pepper::new([3u8; 32]).unwrap(),
+        pepper: Pepper::new([3u8; 32]).expect("32 bytes"),
         down: AtomicBool::new(false),
         macs: AtomicUsize::new(0),
     })

@@ -143,6 +143,11 @@ impl Pepper {
             origin: origin(),
             reason,
         };
+        // Checked before opening too: opening a FIFO would wait for a writer.
+        let before = std::fs::metadata(path).map_err(|e| refuse(format!("cannot open: {e}")))?;
+        if !before.is_file() {
+            return Err(refuse("not a regular file".into()));
+        }
         let file = std::fs::File::open(path).map_err(|e| refuse(format!("cannot open: {e}")))?;
         let meta = file
             .metadata()
