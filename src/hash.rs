@@ -7,7 +7,7 @@
 //!
 //! [`HmacSha256Hasher`] gets its MAC from a [`PepperProvider`]: a [`Pepper`] in memory
 //! (from a secrets manager, an environment variable or a file), or a key held in a hardware
-//! module through [`pkcs11`] (feature `pkcs11`).
+//! module through `keymint::hash::pkcs11` (feature `pkcs11`).
 
 mod argon2id;
 mod error;

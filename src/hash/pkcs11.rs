@@ -34,7 +34,7 @@
 //!
 //! When the module cannot compute a MAC (the module or token is gone, the login was lost,
 //! the key label is absent) the call fails with
-//! [`HashError::PepperUnavailable`](crate::HashError::PepperUnavailable), and the
+//! [`HashError::PepperUnavailable`], and the
 //! verification fails closed: there is no fallback to another pepper or to none. A stale
 //! key handle, a lost login or closed sessions are repaired on the next call (a new
 //! session, a new login, a fresh lookup by label). A PIN the token refuses is never tried
