@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts throwaway Redis and PostgreSQL servers, a three-node Redis Cluster and a chromedriver
-# (for headless Chromium) on free loopback ports, runs "$@" with KEYMINT_TEST_REDIS_URL,
-# KEYMINT_TEST_REDIS_CLUSTER_URLS (comma-separated), KEYMINT_TEST_DATABASE_URL and
-# KEYMINT_TEST_WEBDRIVER_URL set, and stops them all by PID on any exit.
+# (for headless Chromium) on free loopback ports, initialises a private SoftHSM2 token, runs
+# "$@" with KEYMINT_TEST_REDIS_URL, KEYMINT_TEST_REDIS_CLUSTER_URLS (comma-separated),
+# KEYMINT_TEST_DATABASE_URL, KEYMINT_TEST_WEBDRIVER_URL, KEYMINT_TEST_PKCS11_MODULE,
+# KEYMINT_TEST_PKCS11_TOKEN_LABEL, KEYMINT_TEST_PKCS11_PIN and SOFTHSM2_CONF set, and stops
+# them all by PID (removing the token with the rest of its scratch directory) on any exit.
 set -euo pipefail
 
 WORK=$(mktemp -d)
@@ -59,6 +61,7 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || PACKAGES+=(postgresq
 command -v chromium >/dev/null || PACKAGES+=(chromium)
 command -v chromedriver >/dev/null || PACKAGES+=(chromium-driver)
 command -v curl >/dev/null || PACKAGES+=(curl)
+command -v softhsm2-util >/dev/null || PACKAGES+=(softhsm2)
 if [ ${#PACKAGES[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get -o DPkg::Lock::Timeout=120 update -qq
@@ -153,5 +156,33 @@ curl -fsS "http://127.0.0.1:$DRIVER_PORT/status" | grep '"ready": *true' >/dev/n
 kill -0 "$DRIVER_PID" 2>/dev/null || { cat "$WORK/chromedriver.log" >&2; exit 1; }
 export KEYMINT_TEST_WEBDRIVER_URL="http://127.0.0.1:$DRIVER_PORT"
 echo "chromedriver pid=$DRIVER_PID $KEYMINT_TEST_WEBDRIVER_URL ($(chromedriver --version | cut -d' ' -f1-2))"
+
+# --- SoftHSM2: a PKCS#11 token of our own -------------------------------------------
+# No server: the module is a library loaded by the tests. Its configuration and token
+# directory are private to $WORK (so the system's tokens are neither used nor changed) and
+# go with it on exit.
+install -d -m 700 "$WORK/softhsm" "$WORK/softhsm/tokens"
+printf '%s\n' "directories.tokendir = $WORK/softhsm/tokens" 'objectstore.backend = file' \
+  'log.level = ERROR' 'slots.removable = false' >"$WORK/softhsm/softhsm2.conf"
+export SOFTHSM2_CONF="$WORK/softhsm/softhsm2.conf"
+PKCS11_MODULE=
+for candidate in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so; do
+  if [ -f "$candidate" ]; then PKCS11_MODULE=$candidate; break; fi
+done
+[ -n "$PKCS11_MODULE" ] || { echo "libsofthsm2.so not found" >&2; exit 1; }
+PKCS11_LABEL=keymint-test
+PKCS11_PIN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+softhsm2-util --init-token --free --label "$PKCS11_LABEL" \
+  --so-pin "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" --pin "$PKCS11_PIN" \
+  >"$WORK/softhsm/init.log" 2>&1 || { cat "$WORK/softhsm/init.log" >&2; exit 1; }
+# The token must be the one just made, in our directory (and the only one there).
+[ "$(find "$WORK/softhsm/tokens" -mindepth 1 -maxdepth 1 -type d | wc -l)" = 1 ]
+slots=$(softhsm2-util --show-slots 2>/dev/null) # captured: grep -q would close the pipe
+grep -q "Label: *$PKCS11_LABEL *$" <<<"$slots" ||
+  { echo "softhsm2: token $PKCS11_LABEL not found after init" >&2; exit 1; }
+export KEYMINT_TEST_PKCS11_MODULE="$PKCS11_MODULE"
+export KEYMINT_TEST_PKCS11_TOKEN_LABEL="$PKCS11_LABEL"
+export KEYMINT_TEST_PKCS11_PIN="$PKCS11_PIN"
+echo "softhsm2 token=$PKCS11_LABEL module=$PKCS11_MODULE conf=$SOFTHSM2_CONF ($(softhsm2-util --version))"
 
 "$@"

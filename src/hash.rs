@@ -4,18 +4,27 @@
 //! hasher plus any older ones still accepted: the PHC identifier in each stored hash picks
 //! the verifier, so a store may hold a mix while migrating, and every successful check says
 //! whether the record should be rehashed with the current hasher.
+//!
+//! [`HmacSha256Hasher`] gets its MAC from a [`PepperProvider`]: a [`Pepper`] in memory
+//! (from a secrets manager, an environment variable or a file), or a key held in a hardware
+//! module through `keymint::hash::pkcs11` (feature `pkcs11`).
 
 mod argon2id;
 mod error;
 mod hmac_sha256;
+mod pepper;
 mod phc;
+#[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+pub mod pkcs11;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 pub use argon2id::{Argon2idBuilder, Argon2idHasher};
 pub use error::HashError;
-pub use hmac_sha256::{HmacSha256Hasher, Pepper};
+pub use hmac_sha256::HmacSha256Hasher;
+pub use pepper::{Pepper, PepperProvider};
 pub use phc::{MAX_PHC_LEN, Phc};
 
 /// Bytes of salt in every hash this crate writes (128 bits, as RFC 9106 recommends).
@@ -236,13 +245,24 @@ impl HashPolicy {
     /// result is discarded. (While a store still holds hashes of an older algorithm, a
     /// wrong secret for those records costs what that algorithm costs.)
     pub fn verify_dummy(&self, secret: &[u8]) {
-        if self.prepare_dummy().is_err() {
+        let _ = self.verify_dummy_reachable(secret);
+    }
+
+    /// [`verify_dummy`](Self::verify_dummy), failing only when the current pepper is
+    /// unavailable ([`HashError::is_unavailable`]): then an unknown key id must fail as a
+    /// known one would, or an outage would tell which ids exist.
+    pub(crate) fn verify_dummy_reachable(&self, secret: &[u8]) -> Result<(), HashError> {
+        let outcome = match self.prepare_dummy() {
             // Without a dummy, hash instead: about the same work.
-            let _ = self.current.hash(secret);
-            return;
-        }
-        if let Some(dummy) = self.dummy.get() {
-            let _ = self.verify(secret, dummy.as_str());
+            Err(_) => self.current.hash(secret).map(drop),
+            Ok(()) => match self.dummy.get() {
+                Some(dummy) => self.verify(secret, dummy.as_str()).map(drop),
+                None => Ok(()),
+            },
+        };
+        match outcome {
+            Err(e) if e.is_unavailable() => Err(e),
+            _ => Ok(()),
         }
     }
 }

@@ -40,7 +40,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`mod@format`] | key format v1: [`KeyFormat`], [`parse_key`], the checksum, [`Scanner`] and regexes for secret scanners, [`GeneratedKey`] and [`KeyHint`] |
-//! | [`hash`] | hashing at rest: [`SecretHasher`], [`HashPolicy`], [`Argon2idHasher`], [`HmacSha256Hasher`], PHC strings |
+//! | [`hash`] | hashing at rest: [`SecretHasher`], [`HashPolicy`], [`Argon2idHasher`], [`HmacSha256Hasher`] and its [`PepperProvider`]s ([`Pepper`], PKCS#11 with feature `pkcs11`), PHC strings |
 //! | [`scope`] | [`Scope`], [`ScopeSet`], [`Roles`] and the [`Requirement`] language |
 //! | [`ratelimit`] | [`Quota`], [`Policy`](ratelimit::Policy), [`Decision`], the [`RateLimiter`] trait, the in-memory GCRA limiter, credits, `RateLimit` header values, Redis |
 //! | [`record`] | [`KeyRecord`], what a store holds for each key |
@@ -70,6 +70,7 @@
 //! | `tower` | no | `keymint::http`: the tower layer that authenticates requests |
 //! | `axum` | no | `tower` plus the `VerifiedKey` extractors and the self-service portal router |
 //! | `leak-alerts` | no | `axum` plus the handler for GitHub's secret-scanning partner alerts (`http::leak_alerts`) |
+//! | `pkcs11` | no | `hash::pkcs11`: HMAC peppers held in a PKCS#11 hardware module, the MAC computed inside it |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -108,7 +109,8 @@ pub use format::{
     ParsedKey, Prefix, Scanner, parse_key,
 };
 pub use hash::{
-    Argon2idHasher, HashError, HashPolicy, HmacSha256Hasher, Pepper, PhcHash, SecretHasher, Verdict,
+    Argon2idHasher, HashError, HashPolicy, HmacSha256Hasher, Pepper, PepperProvider, PhcHash,
+    SecretHasher, Verdict,
 };
 pub use invalidation::CacheInvalidation;
 pub use keyring::{
@@ -142,7 +144,8 @@ pub type Policy = ratelimit::Policy;
     feature = "sqlite",
     feature = "axum",
     feature = "metrics",
-    feature = "leak-alerts"
+    feature = "leak-alerts",
+    feature = "pkcs11"
 ))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -86,7 +86,7 @@ impl Timer {
 
 /// Every outcome a verification can have: `ok` and each `VerifyError::code`.
 #[cfg(feature = "metrics")]
-const OUTCOMES: [&str; 22] = [
+const OUTCOMES: [&str; 23] = [
     "ok",
     "malformed",
     "unknown_prefix",
@@ -108,6 +108,7 @@ const OUTCOMES: [&str; 22] = [
     "usage_exhausted",
     "overloaded",
     "store_unavailable",
+    "pepper_unavailable",
     "internal",
 ];
 

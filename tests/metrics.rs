@@ -143,6 +143,7 @@ async fn the_keyring_reports_the_documented_metrics_with_bounded_labels() {
         "usage_exhausted",
         "overloaded",
         "store_unavailable",
+        "pepper_unavailable",
         "internal",
         "uncached",
         "cached",

@@ -21,6 +21,23 @@ pub enum HashError {
     /// The stored hash was made with a pepper (HMAC key) that is not configured.
     #[error("stored hash uses pepper {0:?}, which is not configured")]
     UnknownPepper(String),
+    /// A pepper could not be loaded from its source. `origin` names the source (an
+    /// environment variable, a file) and `reason` what is wrong with it; neither ever holds
+    /// the pepper's bytes.
+    #[error("pepper from {origin}: {reason}")]
+    PepperSource {
+        /// Where the pepper was to come from, such as `environment variable KEYMINT_PEPPER`.
+        origin: String,
+        /// What is wrong: not set, too short, readable by others, …
+        reason: String,
+    },
+    /// The pepper's key cannot be used now: its hardware module or key service is
+    /// unreachable, refused the login, lost the session, or does not hold the key. The hash
+    /// is neither written nor checked (there is no fallback to another pepper or to none),
+    /// so a verification fails closed; the keyring answers
+    /// `VerifyError::PepperUnavailable` (503).
+    #[error("pepper unavailable: {0}")]
+    PepperUnavailable(String),
     /// Hasher configuration out of range.
     #[error("invalid hasher configuration: {0}")]
     InvalidConfig(&'static str),
@@ -30,4 +47,13 @@ pub enum HashError {
     /// The hash function itself failed.
     #[error("hash computation failed: {0}")]
     Backend(&'static str),
+}
+
+impl HashError {
+    /// Whether the error says a pepper's key could not be reached (a condition that may
+    /// pass, such as a hardware module being unavailable), rather than that the stored hash
+    /// or the configuration is wrong.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::PepperUnavailable(_))
+    }
 }

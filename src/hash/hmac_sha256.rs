@@ -3,43 +3,21 @@
 use std::fmt;
 use std::sync::Arc;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::pepper::PepperProvider;
 use super::phc::{Phc, encode_b64};
 use super::{PhcHash, SecretHasher};
 use crate::hash::HashError;
 
-/// A server-side HMAC key. At least 32 bytes; zeroized on drop; never printed.
-#[derive(Clone)]
-pub struct Pepper(Arc<Zeroizing<Vec<u8>>>);
-
-impl Pepper {
-    /// Shortest pepper accepted, in bytes.
-    pub const MIN_LEN: usize = 32;
-
-    /// Wraps `bytes` (for example 32 bytes from a secrets manager).
-    ///
-    /// # Errors
-    /// [`HashError::InvalidConfig`] when shorter than [`Pepper::MIN_LEN`].
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, HashError> {
-        let bytes = Zeroizing::new(bytes.into());
-        if bytes.len() < Self::MIN_LEN {
-            return Err(HashError::InvalidConfig("pepper must be at least 32 bytes"));
-        }
-        Ok(Self(Arc::new(bytes)))
-    }
-}
-
-impl fmt::Debug for Pepper {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Pepper([REDACTED])")
-    }
-}
-
-/// HMAC-SHA-256 over `salt || secret`, keyed by a [`Pepper`], stored as
+/// HMAC-SHA-256 over `salt || secret`, keyed by a pepper, stored as
 /// `$hmac-sha256$kid=<pepper id>$<salt>$<mac>`.
+///
+/// The MAC comes from a [`PepperProvider`]: a [`Pepper`](super::Pepper) in memory, or a
+/// key that never leaves a hardware module (`Pkcs11Pepper`, feature `pkcs11`) or a cloud
+/// KMS. When the provider cannot compute it, hashing and verification fail
+/// ([`HashError::PepperUnavailable`]); nothing falls back to another pepper or to none.
 ///
 /// When to choose it: keymint's secrets carry at least 131 bits of CSPRNG entropy, so a slow
 /// hash adds nothing against brute force of the secret itself; what protects a leaked
@@ -48,8 +26,10 @@ impl fmt::Debug for Pepper {
 /// milliseconds. Prefer Argon2id (the default) when you cannot keep a pepper out of the
 /// database's blast radius, or when keys might be low-entropy.
 ///
-/// Peppers rotate by id: hash with the current one, keep old ones for verification, and
-/// [`needs_rehash`](SecretHasher::needs_rehash) reports hashes made with an old one.
+/// Peppers rotate by id, without downtime: hash with the newest one, keep old ones for
+/// verification, and [`needs_rehash`](SecretHasher::needs_rehash) reports hashes made with
+/// an old one (the keyring then rewrites them on their next verification). Providers mix:
+/// a store moving its pepper into a hardware module keeps the in-memory one as previous.
 ///
 /// ```
 /// use keymint::{HmacSha256Hasher, Pepper, SecretHasher};
@@ -67,21 +47,22 @@ impl fmt::Debug for Pepper {
 /// ```
 #[derive(Clone)]
 pub struct HmacSha256Hasher {
-    current: (Box<str>, Pepper),
-    previous: Vec<(Box<str>, Pepper)>,
+    current: (Box<str>, Arc<dyn PepperProvider>),
+    previous: Vec<(Box<str>, Arc<dyn PepperProvider>)>,
 }
 
 impl HmacSha256Hasher {
     /// PHC algorithm identifier.
     pub const ALGORITHM: &'static str = "hmac-sha256";
 
-    /// A hasher that writes hashes with pepper `kid`.
+    /// A hasher that writes hashes with pepper `kid`, computed by `pepper` (a
+    /// [`Pepper`](super::Pepper) or any other [`PepperProvider`]).
     ///
     /// # Errors
     /// [`HashError::InvalidConfig`] when `kid` is not 1..=16 characters of `a-z0-9-`.
-    pub fn new(kid: &str, pepper: Pepper) -> Result<Self, HashError> {
+    pub fn new(kid: &str, pepper: impl PepperProvider) -> Result<Self, HashError> {
         Ok(Self {
-            current: (check_kid(kid)?, pepper),
+            current: (check_kid(kid)?, Arc::new(pepper)),
             previous: Vec::new(),
         })
     }
@@ -90,27 +71,37 @@ impl HmacSha256Hasher {
     ///
     /// # Errors
     /// [`HashError::InvalidConfig`] for an invalid or duplicate `kid`.
-    pub fn with_previous(mut self, kid: &str, pepper: Pepper) -> Result<Self, HashError> {
+    pub fn with_previous(
+        mut self,
+        kid: &str,
+        pepper: impl PepperProvider,
+    ) -> Result<Self, HashError> {
         let kid = check_kid(kid)?;
         if *kid == *self.current.0 || self.previous.iter().any(|(k, _)| *k == kid) {
             return Err(HashError::InvalidConfig("duplicate pepper id"));
         }
-        self.previous.push((kid, pepper));
+        self.previous.push((kid, Arc::new(pepper)));
         Ok(self)
     }
 
-    fn mac(pepper: &Pepper, salt: &[u8], secret: &[u8]) -> Result<Hmac<Sha256>, HashError> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&pepper.0)
-            .map_err(|_| HashError::Backend("hmac key rejected"))?;
-        mac.update(salt);
-        mac.update(secret);
-        Ok(mac)
+    /// The id of the pepper new hashes are made with.
+    pub fn current_kid(&self) -> &str {
+        &self.current.0
     }
 
-    fn pepper(&self, kid: &str) -> Option<&Pepper> {
+    /// `HMAC(pepper, salt || secret)`: the message is assembled in a buffer that is zeroized
+    /// afterwards, since it holds the secret.
+    fn mac(pepper: &dyn PepperProvider, salt: &[u8], secret: &[u8]) -> Result<[u8; 32], HashError> {
+        let mut message = Zeroizing::new(Vec::with_capacity(salt.len() + secret.len()));
+        message.extend_from_slice(salt);
+        message.extend_from_slice(secret);
+        pepper.hmac_sha256(&message)
+    }
+
+    fn pepper(&self, kid: &str) -> Option<&dyn PepperProvider> {
         std::iter::once(&self.current)
             .chain(&self.previous)
-            .find_map(|(k, p)| (**k == *kid).then_some(p))
+            .find_map(|(k, p)| (**k == *kid).then_some(&**p))
     }
 }
 
@@ -147,9 +138,7 @@ impl SecretHasher for HmacSha256Hasher {
 
     fn hash(&self, secret: &[u8]) -> Result<PhcHash, HashError> {
         let salt = super::fresh_salt()?;
-        let tag = Self::mac(&self.current.1, &salt, secret)?
-            .finalize()
-            .into_bytes();
+        let tag = Self::mac(&*self.current.1, &salt, secret)?;
         Ok(PhcHash::from_trusted(format!(
             "$hmac-sha256$kid={}${}${}",
             self.current.0,
@@ -175,10 +164,8 @@ impl SecretHasher for HmacSha256Hasher {
         if expected.len() != 32 {
             return Err(HashError::Malformed("hmac-sha256 output must be 32 bytes"));
         }
-        // `verify_slice` compares in constant time.
-        Ok(Self::mac(pepper, &salt, secret)?
-            .verify_slice(&expected)
-            .is_ok())
+        let tag = Self::mac(pepper, &salt, secret)?;
+        Ok(bool::from(tag.ct_eq(&expected[..])))
     }
 
     fn needs_rehash(&self, stored: &Phc<'_>) -> bool {

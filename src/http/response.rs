@@ -141,7 +141,9 @@ fn title(code: &str) -> &'static str {
         "rate_limited" => "Quota Exceeded",
         "throttled" => "Too many failed attempts",
         "usage_exhausted" => "Usage exhausted",
-        "store_unavailable" | "rate_limiter_unavailable" => "Service unavailable",
+        "store_unavailable" | "pepper_unavailable" | "rate_limiter_unavailable" => {
+            "Service unavailable"
+        }
         "overloaded" => "Overloaded",
         _ => "Internal error",
     }

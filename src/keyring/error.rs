@@ -97,6 +97,10 @@ pub enum VerifyError {
     /// The store could not answer: access is denied (fail closed).
     #[error("key store unavailable")]
     StoreUnavailable(#[source] StoreError),
+    /// The pepper's key could not be used (its hardware module or key service is
+    /// unavailable, see [`HashError::PepperUnavailable`]): access is denied (fail closed).
+    #[error("pepper unavailable")]
+    PepperUnavailable(#[source] HashError),
     /// Verification could not be completed (for example an unreadable stored hash): access
     /// is denied.
     #[error("api key verification failed internally")]
@@ -121,7 +125,10 @@ impl VerifyError {
             | Self::SecretKeyInBrowser
             | Self::InsufficientScope(_) => 403,
             Self::RateLimited(_) | Self::Throttled(_) | Self::UsageExhausted { .. } => 429,
-            Self::StoreUnavailable(_) | Self::RateLimiterUnavailable(_) | Self::Overloaded => 503,
+            Self::StoreUnavailable(_)
+            | Self::PepperUnavailable(_)
+            | Self::RateLimiterUnavailable(_)
+            | Self::Overloaded => 503,
             Self::Internal(_) | Self::UnknownPolicy | Self::InvalidCost(_) => 500,
         }
     }
@@ -158,6 +165,7 @@ impl VerifyError {
             Self::UsageExhausted { .. } => "usage_exhausted",
             Self::Overloaded => "overloaded",
             Self::StoreUnavailable(_) => "store_unavailable",
+            Self::PepperUnavailable(_) => "pepper_unavailable",
             Self::Internal(_) => "internal",
         }
     }

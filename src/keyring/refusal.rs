@@ -46,10 +46,21 @@ pub(crate) enum Refusal {
     },
     Overloaded,
     StoreUnavailable(StoreError),
+    /// The pepper's key could not be used (a [`HashError::is_unavailable`] error).
+    PepperUnavailable(HashError),
     Internal(HashError),
 }
 
 impl Refusal {
+    /// A hashing failure: a pepper that cannot be reached now, or anything else.
+    pub(crate) fn from_hash(error: HashError) -> Self {
+        if error.is_unavailable() {
+            Self::PepperUnavailable(error)
+        } else {
+            Self::Internal(error)
+        }
+    }
+
     pub(crate) fn from_parse(error: ParseError) -> Self {
         match error {
             ParseError::PrefixMismatch => Self::UnknownPrefix,
@@ -82,6 +93,7 @@ impl Refusal {
             | Self::InvalidCost(_)
             | Self::LimiterUnavailable(_)
             | Self::StoreUnavailable(_)
+            | Self::PepperUnavailable(_)
             | Self::Internal(_) => FailureReason::Unavailable,
         }
     }
@@ -109,6 +121,7 @@ impl Refusal {
                 | Self::InvalidCost(_)
                 | Self::LimiterUnavailable(_)
                 | Self::StoreUnavailable(_)
+                | Self::PepperUnavailable(_)
                 | Self::Internal(_)
                 | Self::Overloaded
         )
@@ -137,6 +150,7 @@ impl Refusal {
             Self::UsageExhausted { .. } => "usage_exhausted",
             Self::Overloaded => "overloaded",
             Self::StoreUnavailable(_) => "store_unavailable",
+            Self::PepperUnavailable(_) => "pepper_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -165,6 +179,7 @@ impl Refusal {
             Self::UsageExhausted { retry_after } => VerifyError::UsageExhausted { retry_after },
             Self::Overloaded => VerifyError::Overloaded,
             Self::StoreUnavailable(e) => VerifyError::StoreUnavailable(e),
+            Self::PepperUnavailable(e) => VerifyError::PepperUnavailable(e),
             Self::Internal(e) => VerifyError::Internal(e),
         }
     }

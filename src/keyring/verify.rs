@@ -547,9 +547,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let Some(record) = stored else {
             // Same work as a wrong secret, so timing does not reveal which ids exist.
             let secret = secret.clone();
-            run_blocking(move || hashes.verify_dummy(secret.as_bytes()))
+            run_blocking(move || hashes.verify_dummy_reachable(secret.as_bytes()))
                 .await
-                .map_err(Refusal::Internal)?;
+                .map_err(Refusal::Internal)?
+                .map_err(Refusal::from_hash)?;
             return Err(Refusal::NotFound);
         };
         let stored_hash = record.hash.clone();
@@ -565,7 +566,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             Ok(Verdict::Mismatch) => Err(Refusal::WrongSecret),
             Err(e) => {
                 tracing::debug!(key_id = %id, error = %e, "stored hash could not be checked");
-                Err(Refusal::Internal(e))
+                Err(Refusal::from_hash(e))
             }
         }
     }
