@@ -22,14 +22,14 @@
 //! While a listener is disconnected, its keyring falls back to the cache TTL bound; when it
 //! reconnects it flushes everything. A message dropped on the publishing side (queue full,
 //! server down for longer than the retries) also falls back to the TTL bound, and is
-//! counted ([`PublisherStats`]) and logged.
+//! counted (`PublisherStats`) and logged.
 //!
 //! # Messages
 //!
 //! Each message is `km1 <origin> <key id>`: a format tag, 16 hex digits naming the
 //! publisher (so a listener can skip what its own keyring published: that keyring already
 //! dropped its entries) and the id. Nothing secret travels. A listener accepts at most
-//! [`MAX_MESSAGE_LEN`] bytes and only well-formed messages with a valid [`KeyId`]; anything
+//! `MAX_MESSAGE_LEN` bytes and only well-formed messages with a valid [`KeyId`]; anything
 //! else is counted and ignored.
 
 #[cfg(any(feature = "postgres", feature = "redis"))]

@@ -56,6 +56,7 @@ mod redis;
 
 pub use credits::{Credits, Refill};
 pub use decision::Decision;
+#[cfg(feature = "tower")]
 pub(crate) use decision::ceil_secs;
 pub use denial::RateLimitDenial;
 pub use error::{PolicyError, RateLimitError};

@@ -135,6 +135,7 @@ impl KeyAuthLayer {
 
 /// Left in the extensions of a request a layer let through without a key (an optional
 /// route, a preflight): how that layer answers refusals.
+#[cfg(feature = "axum")]
 #[derive(Clone, Debug)]
 pub(crate) struct PassedWithoutKey(pub(crate) KeyAuth);
 
@@ -219,10 +220,13 @@ where
                             req.extensions_mut().insert(key);
                         }
                         // A handler that asks for a key here anyway answers as this layer would.
+                        #[cfg(feature = "axum")]
                         None => {
                             req.extensions_mut()
                                 .insert(PassedWithoutKey(layer.auth.clone()));
                         }
+                        #[cfg(not(feature = "axum"))]
+                        None => {}
                     }
                     let mut response = inner.call(req).await?;
                     if let Some(values) = headers

@@ -250,7 +250,7 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
     }
 
     /// The rate-limit backend (default: an in-memory [`MemoryLimiter`] on the keyring's
-    /// clock; a [`RedisLimiter`](crate::ratelimit::RedisLimiter) for fleet-wide limits).
+    /// clock; a `RedisLimiter` (feature `redis`) for fleet-wide limits).
     pub fn rate_limiter<L2: RateLimiter>(self, limiter: L2) -> KeyringBuilder<S, L2> {
         KeyringBuilder {
             store: self.store,

@@ -113,7 +113,7 @@ impl KeyUsage {
     }
 }
 
-/// Where usage counts live. Implement it for your database, or use [`MemoryUsage`],
+/// Where usage counts live. Implement it for your database, or use [`MemoryUsage`](crate::usage::MemoryUsage),
 /// `SqliteStore` or `PgStore`.
 ///
 /// Contract: [`add`](Self::add) adds the counts atomically per row (concurrent batches from
