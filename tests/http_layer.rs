@@ -22,6 +22,10 @@ use keymint::{
 use serde_json::Value;
 use tower::ServiceExt;
 
+#[path = "support/format_reference.rs"]
+#[allow(dead_code)]
+mod format_reference;
+
 type Store = FaultyStore<MemoryStore>;
 
 #[derive(Debug, Default, Clone)]
@@ -162,6 +166,15 @@ async fn send(app: &Router, req: Request<Body>) -> Answer {
         headers,
         body: String::from_utf8(bytes.to_vec()).unwrap(),
     }
+}
+
+/// The same id with another secret and a recomputed checksum: passes every offline check.
+fn seal_wrong_secret(key: &str) -> String {
+    let body = &key[..key.len() - 6];
+    let mut altered = body.to_owned();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'a' { 'b' } else { 'a' });
+    format_reference::seal(&altered)
 }
 
 fn bearer(key: &str) -> String {
@@ -467,11 +480,59 @@ async fn keys_over_plain_http_are_refused_and_reported() {
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.code(), "plain_http");
     assert_eq!(a.header("www-authenticate"), None);
-    let reported = f.audit.0.lock().unwrap().iter().any(|e| {
-        matches!(e, AuditEvent::SentInClear { id: Some(id), client_ip: Some(ip), .. }
-            if *id == issued.record.id && ip.to_string() == "203.0.113.9")
-    });
-    assert!(reported, "an audit event names the exposed key");
+    let reports = || {
+        f.audit
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                AuditEvent::SentInClear { id, client_ip, .. } => Some((id.clone(), *client_ip)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // The report is confirmed in the background: wait for it.
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while reports().is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the exposed key is reported");
+    assert_eq!(
+        reports(),
+        vec![(
+            issued.record.id.clone(),
+            Some("203.0.113.9".parse().unwrap())
+        )],
+        "an audit event names the exposed key"
+    );
+    // A forged key (public id, recomputed checksum, wrong secret) over plain HTTP is refused
+    // the same, but reported for nobody: anyone could otherwise have any key rolled.
+    let forged = seal_wrong_secret(issued.key.expose_secret());
+    let a = send(
+        &app,
+        get_from(
+            "/any",
+            "203.0.113.9:4000",
+            &[("authorization", &bearer(&forged))],
+        ),
+    )
+    .await;
+    assert_eq!(a.code(), "plain_http");
+    // Its secret check (a fast hash) is long done within half a second.
+    let another = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        while reports().len() == 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        another.is_err(),
+        "no report for a forged key: {:?}",
+        reports()
+    );
     // The same key over TLS, or with plain HTTP allowed, works.
     let mut tls = get_from("/any", "203.0.113.9:4000", &[("authorization", &auth)]);
     tls.extensions_mut().insert(Tls);

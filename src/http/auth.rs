@@ -33,7 +33,8 @@ trait Verifier: Send + Sync + 'static {
         ctx: &'a VerifyContext<'a>,
     ) -> BoxFuture<'a, Result<VerifiedKey, VerifyError>>;
 
-    fn sent_in_clear(&self, presented: &str, client: Option<IpAddr>);
+    fn sent_in_clear<'a>(&'a self, presented: &'a str, client: Option<IpAddr>)
+    -> BoxFuture<'a, ()>;
 }
 
 impl<S: KeyStore, L: RateLimiter> Verifier for Keyring<S, L> {
@@ -45,8 +46,12 @@ impl<S: KeyStore, L: RateLimiter> Verifier for Keyring<S, L> {
         Box::pin(Keyring::verify(self, presented, ctx))
     }
 
-    fn sent_in_clear(&self, presented: &str, client: Option<IpAddr>) {
-        self.report_sent_in_clear(presented, client);
+    fn sent_in_clear<'a>(
+        &'a self,
+        presented: &'a str,
+        client: Option<IpAddr>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(self.report_sent_in_clear(presented, client))
     }
 }
 
@@ -174,8 +179,8 @@ impl KeyAuth {
         self.inner.verifier.verify(presented, ctx).await
     }
 
-    pub(crate) fn sent_in_clear(&self, presented: &str, client: Option<IpAddr>) {
-        self.inner.verifier.sent_in_clear(presented, client);
+    pub(crate) async fn sent_in_clear(&self, presented: &str, client: Option<IpAddr>) {
+        self.inner.verifier.sent_in_clear(presented, client).await;
     }
 
     /// Logs, once, that a request met two keymint layers.

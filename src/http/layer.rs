@@ -94,7 +94,7 @@ impl KeyAuthLayer {
             Rejection::InvalidRequest("a forwarding header from a trusted proxy is unreadable")
         })?;
         if reached.plain_refused {
-            self.auth.sent_in_clear(&presented, reached.client);
+            self.auth.sent_in_clear(&presented, reached.client).await;
             return Err(Rejection::PlainHttp);
         }
         let origin = browser_origin(req, reached.secure);

@@ -93,7 +93,7 @@ fn entry(event: &AuditEvent) -> Record {
             .key_id(id.to_string())
             .at(*at),
         AuditEvent::SentInClear { id, client_ip, at } => entry("sent_in_clear")
-            .key_id_opt(id.as_ref().map(ToString::to_string))
+            .key_id(id.to_string())
             .detail(json!({ "client_ip": ip(*client_ip) }))
             .at(*at),
         AuditEvent::SelfService {

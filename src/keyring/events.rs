@@ -102,11 +102,11 @@ pub enum AuditEvent {
         at: DateTime<Utc>,
     },
     /// A key was presented over plain HTTP and refused: it crossed the network in clear,
-    /// so its owner should roll it. The id is as presented (the secret was not checked,
-    /// since the request was refused before verification).
+    /// so its owner should roll it. Reported only once the key's secret was confirmed (see
+    /// [`Keyring::report_sent_in_clear`](super::Keyring::report_sent_in_clear)).
     SentInClear {
-        /// The presented key's id, when it was well-formed.
-        id: Option<KeyId>,
+        /// The key.
+        id: KeyId,
         /// The client address.
         client_ip: Option<IpAddr>,
         /// When.

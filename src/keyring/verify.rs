@@ -687,20 +687,50 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
     }
 
-    /// Records that `presented` was sent over plain HTTP and refused (an
-    /// [`AuditEvent::SentInClear`] and a rate-limited warning), so its owner can roll it.
-    /// The HTTP layer calls it; nothing is verified or charged.
-    pub fn report_sent_in_clear(&self, presented: &str, client_ip: Option<IpAddr>) {
+    /// Reports that `presented` was sent over plain HTTP and refused, so its owner can roll
+    /// it: once its secret is confirmed, an [`AuditEvent::SentInClear`] and a rate-limited
+    /// warning. The HTTP layer calls it.
+    ///
+    /// The id and checksum of a key are public, so the report is made only for a real key:
+    /// the secret is checked as [`verify`](Self::verify) checks it (the cache, else the
+    /// failed-attempt throttle and the bounded uncached path, which a forged key is charged
+    /// to), and nothing else is checked or charged. The check runs in the background (on
+    /// tokio) and outlives the request: a client that hangs up does not cancel the report.
+    pub async fn report_sent_in_clear(&self, presented: &str, client_ip: Option<IpAddr>) {
+        let keyring = self.clone();
+        let presented = Zeroizing::new(presented.to_owned());
+        spawn_or_run(async move {
+            keyring.confirm_sent_in_clear(&presented, client_ip).await;
+        })
+        .await;
+    }
+
+    async fn confirm_sent_in_clear(&self, presented: &str, client_ip: Option<IpAddr>) {
         let now = self.inner.clock.now();
-        let id = self
-            .inner
-            .types
-            .parse(presented)
-            .ok()
-            .map(|(parsed, _)| parsed.key_id());
+        let Ok((parsed, key_type)) = self.inner.types.parse_shared(presented) else {
+            return;
+        };
+        let mut ctx = VerifyContext::new();
+        ctx.client_ip = client_ip;
+        let mut path = VerifyPath::Rejected;
+        let key = match self
+            .authenticate(presented, &parsed, key_type, &ctx, now, &mut path)
+            .await
+        {
+            Ok(key) => key,
+            Err(refusal) => {
+                tracing::debug!(
+                    key_id = parsed.id(),
+                    reason = refusal.code(),
+                    "a key sent over plain http did not authenticate: not reported"
+                );
+                return;
+            }
+        };
+        let id = key.record.id.clone();
         if let Some(suppressed) = self.inner.warnings.admit(now.timestamp()) {
             tracing::warn!(
-                key_id = id.as_ref().map(KeyId::as_str),
+                key_id = %id,
                 suppressed,
                 "api key sent over plain http: refused; roll the key"
             );
