@@ -317,3 +317,124 @@ async fn unreachable_cluster_fails_open_when_configured() {
         assert!(l.check("k", &p, 1).await.unwrap().allowed);
     }
 }
+
+/// Polls `check` until it holds, failing after `ceiling`.
+async fn within<F, Fut>(ceiling: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < ceiling, "{what}: not within {ceiling:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The fleet test on the cluster: two keyrings (two processes' worth: separate caches,
+/// separate cluster clients) on one key store, with their rate limits on the cluster and
+/// their caches invalidated over it. A change made through one is published on one node
+/// and heard by the other's listener, subscribed on another node; a key's budget is shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KEYMINT_TEST_REDIS_CLUSTER_URLS"]
+async fn a_fleet_on_the_cluster_shares_limits_and_invalidations_across_nodes() {
+    use keymint::invalidation::redis::RedisInvalidation;
+    use keymint::{
+        Argon2idHasher, HashPolicy, IssueRequest, KeyFormat, Keyring, MemoryStore, TimeDelta,
+        VerifyContext, VerifyError,
+    };
+
+    let urls = urls();
+    let ns = namespace("fleet");
+    let channel = format!("{ns}inv");
+    let store = MemoryStore::new();
+    let member = |publish_on: &str| {
+        let (publisher, listener) = RedisInvalidation::builder(publish_on)
+            .channel(&channel)
+            .build()
+            .unwrap();
+        let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+            .hashes(HashPolicy::new(
+                Argon2idHasher::builder()
+                    .m_cost(64)
+                    .t_cost(1)
+                    .build()
+                    .unwrap(),
+            ))
+            .cache(TimeDelta::minutes(10), 1000)
+            .rotation_grace(TimeDelta::zero())
+            .rate_limiter(limiter(&ns))
+            .policy(Policy::single("three", Quota::per_hour(n(3))).unwrap())
+            .policy(Policy::single("generous", Quota::per_hour(n(1000))).unwrap())
+            .default_policy("three")
+            .invalidation(publisher)
+            .build()
+            .unwrap();
+        let handle = listener.spawn(keyring.clone());
+        (keyring, handle)
+    };
+    // Published through node 0, listened to on node 1 (and the other way round).
+    let (a, ha) = member(&urls[0]);
+    let (b, hb) = member(&urls[1]);
+    for handle in [&ha, &hb] {
+        within(Duration::from_secs(5), "listener connected", || async {
+            handle.status().connected
+        })
+        .await;
+    }
+    let ctx = VerifyContext::new();
+    let ceiling = Duration::from_secs(5);
+
+    // One budget for the fleet: three uses an hour, whichever member serves them.
+    let metered = a.issue(IssueRequest::new("acct", "m")).await.unwrap();
+    let key = metered.key.expose_secret();
+    a.verify(key, &ctx).await.unwrap();
+    b.verify(key, &ctx).await.unwrap();
+    a.verify(key, &ctx).await.unwrap();
+    assert!(matches!(
+        b.verify(key, &ctx).await,
+        Err(VerifyError::RateLimited(_))
+    ));
+
+    // Revoke, disable and rotate through a: b, its cache warm, refuses each in time.
+    let issue =
+        |name: &'static str| a.issue(IssueRequest::new("acct", name).rate_limit_policy("generous"));
+    let revoked = issue("r").await.unwrap();
+    let disabled = issue("d").await.unwrap();
+    let rotated = issue("o").await.unwrap();
+    for issued in [&revoked, &disabled, &rotated] {
+        b.verify(issued.key.expose_secret(), &ctx).await.unwrap();
+    }
+    a.revoke(&revoked.record.id, "fleet test").await.unwrap();
+    a.disable(&disabled.record.id).await.unwrap();
+    let successor = a.rotate(&rotated.record.id, None).await.unwrap();
+    within(ceiling, "b refuses the revoked key", || async {
+        matches!(
+            b.verify(revoked.key.expose_secret(), &ctx).await,
+            Err(VerifyError::Revoked)
+        )
+    })
+    .await;
+    within(ceiling, "b refuses the disabled key", || async {
+        matches!(
+            b.verify(disabled.key.expose_secret(), &ctx).await,
+            Err(VerifyError::Disabled)
+        )
+    })
+    .await;
+    within(ceiling, "b refuses the rotated key", || async {
+        matches!(
+            b.verify(rotated.key.expose_secret(), &ctx).await,
+            Err(VerifyError::Expired)
+        )
+    })
+    .await;
+    b.verify(successor.key.expose_secret(), &ctx).await.unwrap();
+    assert!(
+        hb.status().invalidated >= 3,
+        "b heard the three ids through another node: {:?}",
+        hb.status()
+    );
+    ha.stop();
+    hb.stop();
+}
