@@ -21,9 +21,10 @@
 //! | `keymint_store_lookup_duration_seconds` | histogram | | the store read of an uncached verification |
 //! | `keymint_hash_duration_seconds` | histogram | | the secret check of an uncached verification (Argon2 or HMAC) |
 //! | `keymint_rate_limit_denials_total` | counter | `policy`: the policy's name (`key` for a key's own limit) | requests refused by a rate limit |
-//! | `keymint_uncached_in_flight` | gauge | | verifications holding or waiting for a hashing slot (all keyrings of the process) |
+//! | `keymint_uncached_in_flight` | gauge | | verifications holding a place on the uncached path: a store lookup and hash running (all keyrings of the process) |
+//! | `keymint_uncached_waiting` | gauge | | verifications waiting for such a place |
 //! | `keymint_uncached_overloaded_total` | counter | | verifications refused because the hashing slots and queue were full |
-//! | `keymint_store_errors_total` | counter | `op`: `verify` | store failures seen by verifications |
+//! | `keymint_store_errors_total` | counter | `op`: `verify`, `issue`, `manage` (revoke, rotate, update, ...), `last_used` or `usage` | store failures, by what the keyring was doing |
 //! | `keymint_limiter_errors_total` | counter | | rate-limiter failures seen by verifications |
 //! | `keymint_keys_total` | counter | `event`: `issued`, `rotated`, `revoked` | key lifecycle |
 
@@ -41,6 +42,8 @@ pub const HASH_DURATION: &str = "keymint_hash_duration_seconds";
 pub const RATE_LIMIT_DENIALS: &str = "keymint_rate_limit_denials_total";
 /// `keymint_uncached_in_flight`.
 pub const UNCACHED_IN_FLIGHT: &str = "keymint_uncached_in_flight";
+/// `keymint_uncached_waiting`.
+pub const UNCACHED_WAITING: &str = "keymint_uncached_waiting";
 /// `keymint_uncached_overloaded_total`.
 pub const UNCACHED_OVERLOADED: &str = "keymint_uncached_overloaded_total";
 /// `keymint_store_errors_total`.
@@ -49,6 +52,29 @@ pub const STORE_ERRORS: &str = "keymint_store_errors_total";
 pub const LIMITER_ERRORS: &str = "keymint_limiter_errors_total";
 /// `keymint_keys_total`.
 pub const KEYS: &str = "keymint_keys_total";
+
+/// What the keyring was doing when its store failed, for [`STORE_ERRORS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreOp {
+    Verify,
+    Issue,
+    Manage,
+    LastUsed,
+    Usage,
+}
+
+impl StoreOp {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    fn label(self) -> &'static str {
+        match self {
+            Self::Verify => "verify",
+            Self::Issue => "issue",
+            Self::Manage => "manage",
+            Self::LastUsed => "last_used",
+            Self::Usage => "usage",
+        }
+    }
+}
 
 /// Which way a verification went, for [`VERIFY_DURATION`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,7 +224,7 @@ mod emit {
         metrics::counter!(RATE_LIMIT_DENIALS, "policy" => policy.to_owned()).increment(1);
     }
 
-    /// One more verification holds or waits for a hashing slot (increments, so that
+    /// One more verification holds a place on the uncached path (increments, so that
     /// racing threads and several keyrings add up instead of overwriting each other).
     pub(crate) fn uncached_enter() {
         metrics::gauge!(UNCACHED_IN_FLIGHT).increment(1.0);
@@ -208,12 +234,21 @@ mod emit {
         metrics::gauge!(UNCACHED_IN_FLIGHT).decrement(1.0);
     }
 
+    /// One more verification waits for a place.
+    pub(crate) fn uncached_wait() {
+        metrics::gauge!(UNCACHED_WAITING).increment(1.0);
+    }
+
+    pub(crate) fn uncached_waited() {
+        metrics::gauge!(UNCACHED_WAITING).decrement(1.0);
+    }
+
     pub(crate) fn uncached_overloaded() {
         metrics::counter!(UNCACHED_OVERLOADED).increment(1);
     }
 
-    pub(crate) fn store_error() {
-        metrics::counter!(STORE_ERRORS, "op" => "verify").increment(1);
+    pub(crate) fn store_error(op: StoreOp) {
+        metrics::counter!(STORE_ERRORS, "op" => op.label()).increment(1);
     }
 
     pub(crate) fn limiter_error() {
@@ -241,9 +276,13 @@ mod emit {
     #[inline(always)]
     pub(crate) fn uncached_leave() {}
     #[inline(always)]
+    pub(crate) fn uncached_wait() {}
+    #[inline(always)]
+    pub(crate) fn uncached_waited() {}
+    #[inline(always)]
     pub(crate) fn uncached_overloaded() {}
     #[inline(always)]
-    pub(crate) fn store_error() {}
+    pub(crate) fn store_error(_: super::StoreOp) {}
     #[inline(always)]
     pub(crate) fn limiter_error() {}
     #[inline(always)]

@@ -98,6 +98,35 @@ struct Inside(Arc<GateInner>);
 impl Drop for Inside {
     fn drop(&mut self) {
         self.0.inside.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Reports one verification waiting for a place until dropped (it got one, or its caller
+/// gave up).
+#[cfg(feature = "tokio")]
+struct Waiting;
+
+#[cfg(feature = "tokio")]
+impl Waiting {
+    fn new() -> Self {
+        crate::metrics::uncached_wait();
+        Self
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        crate::metrics::uncached_waited();
+    }
+}
+
+/// Reports one verification holding a place until dropped.
+#[derive(Debug)]
+struct Holding;
+
+impl Drop for Holding {
+    fn drop(&mut self) {
         crate::metrics::uncached_leave();
     }
 }
@@ -109,6 +138,7 @@ pub(crate) struct Slot {
     // Field order is drop order: the permit frees the hashing place first, then the count.
     #[cfg(feature = "tokio")]
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _holding: Holding,
     _inside: Inside,
 }
 
@@ -133,19 +163,22 @@ impl HashGate {
             self.inner.inside.fetch_sub(1, Ordering::AcqRel);
             return Err(GateError::Overloaded);
         }
-        crate::metrics::uncached_enter();
         let inside = Inside(self.inner.clone());
         #[cfg(feature = "tokio")]
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| GateError::Failed(HashError::Backend("hash gate closed")))?;
+        let permit = {
+            let _waiting = Waiting::new();
+            self.inner
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| GateError::Failed(HashError::Backend("hash gate closed")))?
+        };
+        crate::metrics::uncached_enter();
         Ok(Slot {
             #[cfg(feature = "tokio")]
             _permit: permit,
+            _holding: Holding,
             _inside: inside,
         })
     }

@@ -499,7 +499,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 Err(StoreError::Conflict) => {
                     tracing::warn!(key_id = %record.id, "key id collision, retrying with a new id");
                 }
-                Err(e) => return Err(KeyringError::Store(e)),
+                Err(e) => {
+                    crate::metrics::store_error(crate::metrics::StoreOp::Issue);
+                    return Err(KeyringError::Store(e));
+                }
             }
         }
         Err(KeyringError::Contention)

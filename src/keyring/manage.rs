@@ -313,7 +313,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                     return Ok(record);
                 }
                 Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    crate::metrics::store_error(crate::metrics::StoreOp::Manage);
+                    return Err(e.into());
+                }
             }
         }
         Err(KeyringError::Contention)

@@ -768,7 +768,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             throttle.charge(ctx.client_ip);
         }
         match &refusal {
-            Refusal::StoreUnavailable(_) => metrics::store_error(),
+            Refusal::StoreUnavailable(_) => metrics::store_error(metrics::StoreOp::Verify),
             Refusal::LimiterUnavailable(_) => metrics::limiter_error(),
             _ => {}
         }
@@ -865,7 +865,13 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// The usage store's failure (the counts are kept for the next flush).
     pub async fn flush_usage(&self) -> Result<(), crate::store::StoreError> {
         match &self.inner.usage {
-            Some(usage) => usage.flush(self.inner.clock.now()).await,
+            Some(usage) => {
+                let result = usage.flush(self.inner.clock.now()).await;
+                if result.is_err() {
+                    metrics::store_error(metrics::StoreOp::Usage);
+                }
+                result
+            }
             None => Ok(()),
         }
     }
@@ -885,6 +891,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             if let Some(usage) = &keyring.inner.usage
                 && let Err(e) = usage.flush(now).await
             {
+                metrics::store_error(metrics::StoreOp::Usage);
                 tracing::warn!(error = %e, "usage counts not written; will retry");
             }
         })
@@ -903,6 +910,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         }
         let result = self.inner.store.record_last_used(&batch).await;
         if result.is_err() {
+            metrics::store_error(metrics::StoreOp::LastUsed);
             self.inner.last_used.requeue(batch);
         }
         result
