@@ -24,9 +24,13 @@ use crate::format::KeyId;
 /// network the key already uses (the same /24, a shared cloud or NAT); abuse spread over many
 /// keys or processes (each process watches only the requests it serves, and a restart
 /// forgets what it learned); a key stolen before its usual networks were learned; requests
-/// without a client address (no network signal). When `max_keys` keys are watched, new keys
-/// are not watched until others have been idle for an hour. Signals are hints for a human
-/// or an alert rule, never a reason to refuse a request.
+/// without a client address (no network signal); requests that were refused (rate limited,
+/// out of scope, revoked: only requests that pass every check are observed, so a tight
+/// rate limit hides most of a spike, and the refusals themselves are in the audit trail
+/// and metrics instead); a second new network within an hour of the first (reported at
+/// most once an hour per key, the rest learned silently). When `max_keys` keys are
+/// watched, new keys are not watched until others have been idle for an hour. Signals are
+/// hints for a human or an alert rule, never a reason to refuse a request.
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
 pub struct AnomalyConfig {
