@@ -42,6 +42,8 @@ mod manage;
 mod refill;
 mod refusal;
 mod throttle;
+#[cfg(feature = "tokens")]
+mod token;
 mod verify;
 
 use std::sync::Arc;
@@ -143,6 +145,9 @@ struct Inner<S, L> {
     store_failures: std::sync::atomic::AtomicU64,
     /// Whether the latest finished store lookup of the uncached path failed.
     store_failing: std::sync::atomic::AtomicBool,
+    /// Derived tokens: their configuration and their parents' cache.
+    #[cfg(feature = "tokens")]
+    tokens: Option<token::TokenState>,
 }
 
 impl<S: KeyStore> Keyring<S> {
@@ -178,6 +183,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         if let Some(cache) = &self.inner.cache {
             cache.invalidate(id.as_str());
         }
+        #[cfg(feature = "tokens")]
+        if let Some(tokens) = &self.inner.tokens {
+            tokens.parents.invalidate(id.as_str());
+        }
     }
 
     /// Drops every cached verification in this process: the next verification of each key
@@ -187,6 +196,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     pub fn invalidate_all_cached(&self) {
         if let Some(cache) = &self.inner.cache {
             cache.invalidate_all();
+        }
+        #[cfg(feature = "tokens")]
+        if let Some(tokens) = &self.inner.tokens {
+            tokens.parents.invalidate_all();
         }
     }
 

@@ -99,6 +99,9 @@ pub mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+#[cfg(feature = "tokens")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokens")))]
+pub mod token;
 pub mod usage;
 
 pub use chrono::{self, DateTime, TimeDelta, Utc};

@@ -16,7 +16,7 @@
 //! | name | kind | labels | what |
 //! |---|---|---|---|
 //! | `keymint_verifications_total` | counter | `outcome`: `ok` or a [`VerifyError::code`](crate::VerifyError::code) | every verification |
-//! | `keymint_verify_duration_seconds` | histogram | `path`: `cached`, `uncached` or `rejected` | time in [`Keyring::verify`](crate::Keyring::verify); `rejected` means refused before any lookup (malformed, unknown prefix, bad checksum) |
+//! | `keymint_verify_duration_seconds` | histogram | `path`: `cached`, `uncached`, `token` or `rejected` | time in [`Keyring::verify`](crate::Keyring::verify); `rejected` means refused before any lookup (malformed, unknown prefix, bad checksum); `token` a derived token (feature `tokens`) |
 //! | `keymint_cache_lookups_total` | counter | `result`: `hit` or `miss` | verified-key cache lookups (hit ratio = hit / (hit + miss)) |
 //! | `keymint_store_lookup_duration_seconds` | histogram | | the store read of an uncached verification |
 //! | `keymint_hash_duration_seconds` | histogram | | the secret check of an uncached verification (Argon2 or HMAC) |
@@ -82,6 +82,9 @@ pub(crate) enum VerifyPath {
     Rejected = 0,
     Cached = 1,
     Uncached = 2,
+    /// A derived token (feature `tokens`).
+    #[cfg_attr(not(feature = "tokens"), allow(dead_code))]
+    Token = 3,
 }
 
 impl VerifyPath {
@@ -91,6 +94,7 @@ impl VerifyPath {
             Self::Rejected => "rejected",
             Self::Cached => "cached",
             Self::Uncached => "uncached",
+            Self::Token => "token",
         }
     }
 }
@@ -144,7 +148,7 @@ pub(crate) struct Handles {
     #[cfg(feature = "metrics")]
     outcomes: Vec<metrics::Counter>,
     #[cfg(feature = "metrics")]
-    durations: [metrics::Histogram; 3],
+    durations: [metrics::Histogram; 4],
     #[cfg(feature = "metrics")]
     cache: [metrics::Counter; 2],
 }
@@ -168,6 +172,7 @@ impl Handles {
                 VerifyPath::Rejected,
                 VerifyPath::Cached,
                 VerifyPath::Uncached,
+                VerifyPath::Token,
             ]
             .map(|path| metrics::histogram!(VERIFY_DURATION, "path" => path.label())),
             #[cfg(feature = "metrics")]

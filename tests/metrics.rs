@@ -146,6 +146,7 @@ async fn the_keyring_reports_the_documented_metrics_with_bounded_labels() {
         "pepper_unavailable",
         "internal",
         "uncached",
+        "token",
         "cached",
         "rejected",
         "hit",

@@ -35,6 +35,9 @@ trait Verifier: Send + Sync + 'static {
 
     fn sent_in_clear<'a>(&'a self, presented: &'a str, client: Option<IpAddr>)
     -> BoxFuture<'a, ()>;
+
+    /// The longest credential the keyring could accept.
+    fn max_credential_len(&self) -> usize;
 }
 
 impl<S: KeyStore, L: RateLimiter> Verifier for Keyring<S, L> {
@@ -52,6 +55,14 @@ impl<S: KeyStore, L: RateLimiter> Verifier for Keyring<S, L> {
         client: Option<IpAddr>,
     ) -> BoxFuture<'a, ()> {
         Box::pin(self.report_sent_in_clear(presented, client))
+    }
+
+    fn max_credential_len(&self) -> usize {
+        #[cfg(feature = "tokens")]
+        if self.accepts_tokens() {
+            return crate::token::MAX_TOKEN_LEN;
+        }
+        crate::format::MAX_KEY_LEN
     }
 }
 
@@ -344,6 +355,7 @@ impl KeyAuthBuilder {
     /// Finishes the configuration.
     pub fn build(mut self) -> KeyAuth {
         self.responses.prepare();
+        self.sources.max_len = self.verifier.max_credential_len();
         KeyAuth {
             inner: Arc::new(AuthInner {
                 verifier: self.verifier,

@@ -20,6 +20,9 @@ pub(crate) struct Sources {
     pub(crate) bearer: bool,
     pub(crate) headers: Vec<HeaderName>,
     pub(crate) query: Option<String>,
+    /// The longest credential read: the longest key, or the longest token when the
+    /// keyring accepts derived tokens.
+    pub(crate) max_len: usize,
 }
 
 impl Default for Sources {
@@ -28,6 +31,7 @@ impl Default for Sources {
             bearer: true,
             headers: vec![X_API_KEY],
             query: None,
+            max_len: MAX_KEY_LEN,
         }
     }
 }
@@ -55,10 +59,10 @@ impl Unreadable {
     }
 }
 
-/// The value, checked to be visible ASCII and no longer than any key, before any parsing.
-fn checked(value: &[u8]) -> Result<&str, Unreadable> {
-    if value.is_empty() || value.len() > MAX_KEY_LEN || !value.iter().all(|b| b.is_ascii_graphic())
-    {
+/// The value, checked to be visible ASCII and no longer than any credential, before any
+/// parsing.
+fn checked(value: &[u8], max_len: usize) -> Result<&str, Unreadable> {
+    if value.is_empty() || value.len() > max_len || !value.iter().all(|b| b.is_ascii_graphic()) {
         return Err(Unreadable::Malformed);
     }
     std::str::from_utf8(value).map_err(|_| Unreadable::Malformed)
@@ -98,7 +102,7 @@ impl Sources {
                 if !scheme.eq_ignore_ascii_case(b"bearer") {
                     continue;
                 }
-                take(&mut found, checked(token.trim_ascii())?)?;
+                take(&mut found, checked(token.trim_ascii(), self.max_len)?)?;
             }
             if values.next().is_some() {
                 return Err(Unreadable::Malformed);
@@ -107,7 +111,10 @@ impl Sources {
         for name in &self.headers {
             let mut values = headers.get_all(name).iter();
             for value in values.by_ref().take(MAX_VALUES) {
-                take(&mut found, checked(value.as_bytes().trim_ascii())?)?;
+                take(
+                    &mut found,
+                    checked(value.as_bytes().trim_ascii(), self.max_len)?,
+                )?;
             }
             if values.next().is_some() {
                 return Err(Unreadable::Malformed);
@@ -123,7 +130,7 @@ impl Sources {
                     if value.contains(['%', '+']) {
                         return Err(Unreadable::Malformed);
                     }
-                    take(&mut found, checked(value.as_bytes())?)?;
+                    take(&mut found, checked(value.as_bytes(), self.max_len)?)?;
                 }
             }
         }

@@ -61,6 +61,8 @@ struct Config {
     uncached_concurrency: Option<(usize, usize)>,
     anomalies: Option<super::AnomalyConfig>,
     usage: Option<UsageFactory>,
+    #[cfg(feature = "tokens")]
+    tokens: Option<crate::token::Tokens>,
 }
 
 /// Makes the usage recorder once the keyring's clock is known.
@@ -135,6 +137,9 @@ pub enum ConfigError {
     /// A key type's lifetimes are not positive, or its default exceeds its maximum.
     #[error("key type {0:?}: lifetimes must be positive and the default at most the maximum")]
     KeyTypeLifetime(String),
+    /// The token configuration is out of range; the message says which setting.
+    #[error("{0}")]
+    Tokens(&'static str),
 }
 
 impl<S: KeyStore> KeyringBuilder<S> {
@@ -157,6 +162,8 @@ impl<S: KeyStore> KeyringBuilder<S> {
                 roles: Roles::new(),
                 uncached_concurrency: None,
                 anomalies: None,
+                #[cfg(feature = "tokens")]
+                tokens: None,
                 usage: None,
             },
         }
@@ -212,6 +219,14 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
     /// Where audit events go.
     pub fn audit(mut self, sink: impl AuditSink) -> Self {
         self.config.audit = Some(Arc::new(sink));
+        self
+    }
+
+    /// Accepts and derives short-lived tokens (feature `tokens`): see [`crate::token`].
+    #[cfg(feature = "tokens")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokens")))]
+    pub fn tokens(mut self, tokens: crate::token::Tokens) -> Self {
+        self.config.tokens = Some(tokens);
         self
     }
 
@@ -379,6 +394,14 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
                     .ok_or_else(|| ConfigError::UndefinedDefaultPolicy(name.clone()))?,
             ),
         };
+        #[cfg(feature = "tokens")]
+        let tokens = match config.tokens {
+            None => None,
+            Some(tokens) => {
+                tokens.validate().map_err(ConfigError::Tokens)?;
+                Some(super::token::TokenState::new(tokens)?)
+            }
+        };
         // Built now, not on the first unknown id: that request would otherwise take twice
         // as long as a wrong secret, and a failure here would silently drop the padding.
         config.hashes.prepare_dummy()?;
@@ -412,6 +435,8 @@ impl<S: KeyStore, L: IntoRateLimiter> KeyringBuilder<S, L> {
                 warnings: super::refusal::WarnEvery::new(WARN_INTERVAL_SECS),
                 store_failures: std::sync::atomic::AtomicU64::new(0),
                 store_failing: std::sync::atomic::AtomicBool::new(false),
+                #[cfg(feature = "tokens")]
+                tokens,
             }),
             actor: None,
         })

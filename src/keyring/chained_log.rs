@@ -138,6 +138,16 @@ fn entry(event: &AuditEvent) -> Record {
             .key_id(id.to_string())
             .detail(json!({ "owner": owner, "url": url, "source": source, "revoked": revoked }))
             .at(*at),
+        AuditEvent::TokenDerived {
+            parent,
+            token_id,
+            scopes,
+            expires_at,
+            at,
+        } => entry("token_derived")
+            .key_id(parent.to_string())
+            .detail(json!({ "token_id": token_id, "scopes": scopes, "expires_at": expires_at }))
+            .at(*at),
         AuditEvent::Rehashed { id } => entry("rehashed").key_id(id.to_string()),
     }
 }

@@ -206,6 +206,10 @@ pub enum KeyringError {
     /// Configuration given to the keyring builder is invalid.
     #[error("invalid keyring configuration: {0}")]
     Config(#[from] super::builder::ConfigError),
+    /// A derived token could not be made (feature `tokens`).
+    #[cfg(feature = "tokens")]
+    #[error("token: {0}")]
+    Token(#[from] crate::token::TokenError),
 }
 
 impl From<StoreError> for KeyringError {

@@ -161,6 +161,19 @@ pub enum AuditEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A short-lived token was derived from a key (feature `tokens`).
+    TokenDerived {
+        /// The key it was derived from.
+        parent: KeyId,
+        /// The token's own id (`jti`).
+        token_id: String,
+        /// What it may do.
+        scopes: Vec<crate::scope::Scope>,
+        /// When it expires.
+        expires_at: DateTime<Utc>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A key's stored hash was upgraded to the current hasher.
     Rehashed {
         /// The key.
@@ -201,6 +214,10 @@ pub enum FailureReason {
     /// The secret matches a record issued as another kind or in another environment than
     /// its prefix's key type now says (a configuration changed under stored keys).
     WrongType,
+    /// A derived token that is not believed: malformed, signed by an unknown key, a bad
+    /// signature, or claims its parent key does not match (the caller sees
+    /// [`VerifyError::Invalid`](crate::VerifyError::Invalid)).
+    InvalidToken,
     /// A valid key of another environment than the request's.
     WrongEnvironment,
     /// A publishable key used from an origin it does not allow.

@@ -24,6 +24,10 @@ pub(crate) enum Refusal {
     WrongPrefix,
     /// The record was issued as another kind or environment than its type now says.
     WrongType,
+    /// A derived token that is not believed: malformed, signed by an unknown key, a bad
+    /// signature, claims that are not ours, or a parent that does not match them.
+    #[cfg_attr(not(feature = "tokens"), allow(dead_code))]
+    BadToken,
     WrongEnvironment {
         key: Environment,
         served: Environment,
@@ -76,6 +80,7 @@ impl Refusal {
             Self::WrongSecret => FailureReason::WrongSecret,
             Self::WrongPrefix => FailureReason::WrongPrefix,
             Self::WrongType => FailureReason::WrongType,
+            Self::BadToken => FailureReason::InvalidToken,
             Self::WrongEnvironment { .. } => FailureReason::WrongEnvironment,
             Self::OriginNotAllowed => FailureReason::OriginNotAllowed,
             Self::SecretKeyInBrowser => FailureReason::SecretKeyInBrowser,
@@ -109,6 +114,7 @@ impl Refusal {
                 | Self::WrongSecret
                 | Self::WrongPrefix
                 | Self::WrongType
+                | Self::BadToken
         )
     }
 
@@ -132,7 +138,11 @@ impl Refusal {
         match self {
             Self::Malformed(_) => "malformed",
             Self::UnknownPrefix => "unknown_prefix",
-            Self::NotFound | Self::WrongSecret | Self::WrongPrefix | Self::WrongType => "invalid",
+            Self::NotFound
+            | Self::WrongSecret
+            | Self::WrongPrefix
+            | Self::WrongType
+            | Self::BadToken => "invalid",
             Self::WrongEnvironment { .. } => "wrong_environment",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::SecretKeyInBrowser => "secret_key_in_browser",
@@ -159,9 +169,11 @@ impl Refusal {
         match self {
             Self::Malformed(e) => VerifyError::Malformed(e),
             Self::UnknownPrefix => VerifyError::UnknownPrefix,
-            Self::NotFound | Self::WrongSecret | Self::WrongPrefix | Self::WrongType => {
-                VerifyError::Invalid
-            }
+            Self::NotFound
+            | Self::WrongSecret
+            | Self::WrongPrefix
+            | Self::WrongType
+            | Self::BadToken => VerifyError::Invalid,
             Self::WrongEnvironment { key, served } => VerifyError::WrongEnvironment { key, served },
             Self::OriginNotAllowed => VerifyError::OriginNotAllowed,
             Self::SecretKeyInBrowser => VerifyError::SecretKeyInBrowser,

@@ -202,6 +202,8 @@ pub struct VerifiedKey {
     key: Arc<Authenticated>,
     remaining_uses: Option<u64>,
     rate_limit: Option<(Arc<Policy>, Decision)>,
+    #[cfg(feature = "tokens")]
+    pub(super) token: Option<Arc<crate::token::TokenClaims>>,
 }
 
 impl VerifiedKey {
@@ -236,9 +238,18 @@ impl VerifiedKey {
         &self.key.record.owner
     }
 
-    /// Every scope the key holds: its own plus those of its roles.
+    /// Every scope the key holds: its own plus those of its roles. For a derived token,
+    /// what the token may do: its scopes, within what its parent holds now.
     pub fn scopes(&self) -> &ScopeSet {
         &self.key.granted
+    }
+
+    /// The derived token that was presented instead of the key itself (feature `tokens`):
+    /// its claims. The rest of this value describes the token's parent key.
+    #[cfg(feature = "tokens")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokens")))]
+    pub fn token(&self) -> Option<&crate::token::TokenClaims> {
+        self.token.as_deref()
     }
 
     /// Uses left after this one, for keys with a use limit.
@@ -274,6 +285,12 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     ) -> Result<VerifiedKey, VerifyError> {
         let began = self.inner.clock.now_unix_nanos();
         let now = self.inner.clock.now();
+        #[cfg(feature = "tokens")]
+        if let Some(tokens) = &self.inner.tokens
+            && presented.starts_with(crate::token::TOKEN_HEADER)
+        {
+            return self.verify_token(tokens, presented, ctx, began, now).await;
+        }
         let (parsed, key_type) = match self.inner.types.parse_shared(presented) {
             Ok(found) => found,
             Err(e) => {
@@ -322,8 +339,19 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             .authenticate(presented, parsed, key_type, ctx, now, path)
             .await?;
         let outcome = self.check_authenticated(&key, key_type, ctx, now).await;
+        self.count_usage(&key, &outcome, now).await;
+        outcome
+    }
+
+    /// Counts an authenticated request's outcome for usage analytics, if configured.
+    pub(super) async fn count_usage(
+        &self,
+        key: &Authenticated,
+        outcome: &Result<VerifiedKey, Refusal>,
+        now: DateTime<Utc>,
+    ) {
         if let Some(usage) = &self.inner.usage {
-            let code = match &outcome {
+            let code = match outcome {
                 Ok(_) => crate::usage::VERIFIED,
                 Err(refusal) => refusal.code(),
             };
@@ -331,11 +359,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 self.flush_usage_in_background(now).await;
             }
         }
-        outcome
     }
 
     /// Every step after authentication, in order.
-    async fn check_authenticated(
+    pub(super) async fn check_authenticated(
         &self,
         key: &Arc<Authenticated>,
         key_type: &Arc<KeyType>,
@@ -404,6 +431,8 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             key,
             remaining_uses,
             rate_limit,
+            #[cfg(feature = "tokens")]
+            token: None,
         })
     }
 
@@ -753,7 +782,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 
     /// Logs and audits a refusal, charges the failed-attempt throttle for authentication
     /// failures, and turns it into the caller's error.
-    fn refuse(
+    pub(super) fn refuse(
         &self,
         id: Option<&str>,
         refusal: Refusal,
@@ -762,8 +791,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     ) -> VerifyError {
         // Refusals before the expensive path are charged here; the expensive path charged
         // its reservation already.
-        if matches!(refusal, Refusal::Malformed(_) | Refusal::UnknownPrefix)
-            && let Some(throttle) = &self.inner.throttle
+        if matches!(
+            refusal,
+            Refusal::Malformed(_) | Refusal::UnknownPrefix | Refusal::BadToken
+        ) && let Some(throttle) = &self.inner.throttle
         {
             throttle.charge(ctx.client_ip);
         }
