@@ -51,6 +51,7 @@
 //! | [`audit`] | a tamper-evident (hash-chained) audit trail and its verifier |
 //! | [`metrics`] | the counters and histograms emitted through the `metrics` facade (feature `metrics`) |
 //! | [`cidr`], [`origin`] | client-network allowlists and publishable keys' allowed origins |
+//! | `token` | short-lived, scope-reduced tokens derived from a verified key (feature `tokens`) |
 //! | `http` | the tower layer, axum extractors, the self-service portal and GitHub leak alerts (features `tower`, `axum`, `leak-alerts`) |
 //! | [`clock`] | the [`Clock`] trait, the one source of time ([`ManualClock`] for tests) |
 //! | `testing` | conformance kits and fault wrappers for your own backends (feature `testing`) |
@@ -71,6 +72,7 @@
 //! | `axum` | no | `tower` plus the `VerifiedKey` extractors and the self-service portal router |
 //! | `leak-alerts` | no | `axum` plus the handler for GitHub's secret-scanning partner alerts (`http::leak_alerts`) |
 //! | `pkcs11` | no | `hash::pkcs11`: HMAC peppers held in a PKCS#11 hardware module, the MAC computed inside it |
+//! | `tokens` | no | `token`: short-lived, scope-reduced tokens derived from a key (PASETO v4.public) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -148,7 +150,8 @@ pub type Policy = ratelimit::Policy;
     feature = "axum",
     feature = "metrics",
     feature = "leak-alerts",
-    feature = "pkcs11"
+    feature = "pkcs11",
+    feature = "tokens"
 ))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -16,6 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod app;
 #[path = "../examples/axum_server/login.rs"]
 mod login;
+#[cfg(feature = "tokens")]
+#[path = "../examples/axum_server/tokens.rs"]
+mod tokens;
 
 struct Server {
     keyring: keymint::MemoryKeyring,
@@ -501,4 +504,82 @@ async fn the_demo_login_signs_its_cookie_and_the_portal_trusts_only_that() {
         "portal users own keys under a name of their own"
     );
     assert_eq!(s.get("/v1/users", key).await.status(), StatusCode::OK);
+}
+
+#[cfg(feature = "tokens")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_exchanged_for_a_narrower_token_that_works_until_its_parent_is_revoked() {
+    let s = start().await;
+    let (status, created) = s
+        .create(json!({"name": "backend", "scopes": ["users:read", "users:write"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+
+    let exchange = |body: Option<Value>, credential: String| {
+        let mut request = s
+            .http
+            .post(format!("{}/v1/tokens", s.base))
+            .bearer_auth(credential);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+    let answer = exchange(
+        Some(json!({"scopes": ["users:read"], "ttl_secs": 300})),
+        key.to_owned(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let derived: Value = answer.json().await.unwrap();
+    let token = derived["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("v4.public."));
+    assert!(derived["expires_at"].is_string());
+
+    // The token works where a key does, and only as far as its scopes reach.
+    assert_eq!(s.get("/v1/hello", &token).await.status(), StatusCode::OK);
+    assert_eq!(s.get("/v1/users", &token).await.status(), StatusCode::OK);
+    let write = s
+        .http
+        .post(format!("{}/v1/users", s.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(write).await,
+        (StatusCode::FORBIDDEN, "insufficient_scope".to_owned())
+    );
+    // No body: all of the key's scopes, the default lifetime.
+    let all = exchange(None, key.to_owned()).await.unwrap();
+    assert_eq!(all.status(), StatusCode::CREATED);
+    // Wider than the key, or a token deriving another: 422.
+    for (body, credential) in [
+        (json!({"scopes": ["admin:keys"]}), key.to_owned()),
+        (json!({"ttl_secs": 999_999}), key.to_owned()),
+        (json!({}), token.clone()),
+    ] {
+        let refused = exchange(Some(body.clone()), credential).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    let unknown = exchange(Some(json!({"scope": ["x"]})), key.to_owned())
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Revoking the key stops its tokens.
+    let revoked = s
+        .http
+        .delete(format!("{}/admin/keys/{id}", s.base))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let after = s.get("/v1/hello", &token).await;
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(code(after).await.1, "revoked");
 }

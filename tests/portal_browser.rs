@@ -24,6 +24,9 @@ use serde_json::json;
 mod app;
 #[path = "../examples/axum_server/login.rs"]
 mod login;
+#[cfg(feature = "tokens")]
+#[path = "../examples/axum_server/tokens.rs"]
+mod tokens;
 
 const WEBDRIVER_VAR: &str = "KEYMINT_TEST_WEBDRIVER_URL";
 const SCREENSHOT_VAR: &str = "KEYMINT_PORTAL_SCREENSHOT";

@@ -24,6 +24,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::login::{self, DemoLogin};
+#[cfg(feature = "tokens")]
+use crate::tokens;
 
 /// The key types of the example.
 pub(crate) fn key_types() -> KeyTypes {
@@ -38,9 +40,16 @@ pub(crate) fn key_types() -> KeyTypes {
         )
 }
 
-/// The example's keyring on the in-memory store.
+/// The example's keyring on the in-memory store (with feature `tokens`, it also derives
+/// and accepts short-lived tokens, signed by a key made at start).
 pub(crate) fn keyring() -> Result<MemoryKeyring, KeyringError> {
-    Keyring::builder(key_types(), MemoryStore::new()).build()
+    let builder = Keyring::builder(key_types(), MemoryStore::new());
+    #[cfg(feature = "tokens")]
+    let builder = {
+        use keymint::token::{TokenSigningKey, Tokens};
+        builder.tokens(Tokens::new(TokenSigningKey::generate("example")?))
+    };
+    builder.build()
 }
 
 /// Issues the administrator's key: an `sk_live` key with scope `admin:keys`.
@@ -68,27 +77,29 @@ pub(crate) fn router_with(
     let admin = auth.require("admin:keys").expect("valid requirement");
     let login = DemoLogin::new();
     let portal = portal::router(keyring.clone(), login.clone());
-    Router::new()
+    let app = Router::new()
         .route("/admin/keys", post(create_key).route_layer(admin.clone()))
         .route("/admin/keys/{id}", delete(revoke_key).route_layer(admin))
-        .route("/v1/hello", get(hello).route_layer(auth.layer()))
-        .route(
-            "/v1/users",
-            get(list_users)
-                .route_layer(auth.require("users:read").expect("valid requirement"))
-                .post(create_user.layer(auth.require("users:write").expect("valid requirement"))),
-        )
-        .with_state(keyring)
-        .nest("/portal", portal)
-        .route(
-            "/login",
-            get(login::form).post(move |form| login::log_in(login, form)),
-        )
-        .route("/logout", post(login::log_out))
+        .route("/v1/hello", get(hello).route_layer(auth.layer()));
+    #[cfg(feature = "tokens")]
+    let app = app.route("/v1/tokens", post(tokens::derive).route_layer(auth.layer()));
+    app.route(
+        "/v1/users",
+        get(list_users)
+            .route_layer(auth.require("users:read").expect("valid requirement"))
+            .post(create_user.layer(auth.require("users:write").expect("valid requirement"))),
+    )
+    .with_state(keyring)
+    .nest("/portal", portal)
+    .route(
+        "/login",
+        get(login::form).post(move |form| login::log_in(login, form)),
+    )
+    .route("/logout", post(login::log_out))
 }
 
 /// A problem+json answer of the example's own (bad input to the admin endpoints).
-fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+pub(crate) fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
     let body = json!({
         "type": format!("urn:keymint:problem:{code}"),
         "title": status.canonical_reason().unwrap_or("Error"),

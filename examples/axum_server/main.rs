@@ -3,12 +3,15 @@
 //! Listens on `KEYMINT_ADDR` (default 127.0.0.1:3000), prints one line `admin key: <key>`
 //! on stdout once the listener is bound, and logs to stderr only. See README, "Protecting
 //! an axum service", for a curl session, and "Self-service keys" for the portal at
-//! `/portal` (log in at `/login`: a demo stand-in for your own login).
+//! `/portal` (log in at `/login`: a demo stand-in for your own login). With
+//! `--features axum,tokens`, `POST /v1/tokens` exchanges a key for a short-lived token.
 
 use std::net::SocketAddr;
 
 mod app;
 mod login;
+#[cfg(feature = "tokens")]
+mod tokens;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
