@@ -13,7 +13,7 @@ LAYERS = [
     ["text", "clock", "random"],
     ["format", "hash", "scope", "ratelimit", "cidr", "origin", "metrics"],
     ["record"],
-    ["store", "invalidation"],
+    ["store", "invalidation", "token"],
     ["usage", "audit"],
     ["keyring"],
     ["http", "testing", "guide"],
