@@ -225,7 +225,10 @@ mod speed {
             let checked = AtomicBool::new(false);
             assert!(!first_large_run_of(&checked, 64, 1), "too small to judge");
             assert!(first_large_run_of(&checked, 19_456, 2));
-            assert!(!first_large_run_of(&checked, 19_456, 2), "warn once, not per hash");
+            assert!(
+                !first_large_run_of(&checked, 19_456, 2),
+                "warn once, not per hash"
+            );
             assert!(!first_large_run_of(&checked, 65_536, 3));
         }
 
