@@ -17,7 +17,7 @@
 //!   once and the repeat decides: bursts of noise on a shared machine come and go, a leak
 //!   stays.
 //!
-//! About 15 s in a debug build, 2 s in release. `cargo test --test timing -- --nocapture
+//! About 15 to 25 s in a debug build, 2 s in release. `cargo test --test timing -- --nocapture
 //! --test-threads 1` prints every t value, the mean differences per crop, and the smallest
 //! difference each test could flag.
 
