@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target (as listed by `cargo fuzz list`) for FUZZ_SECONDS seconds
-# each, under AddressSanitizer, and fails if any target crashes, leaks, or times out.
+# each, under AddressSanitizer, and fails if any target crashes, leaks, or times out, or
+# has no committed seed corpus.
 #
 #   FUZZ_SECONDS=10 bash .ci/fuzz.sh
+#
+# The whole run takes about the ASan build (~3 min on 2 cores from clean, ~1 min when only
+# keymint changed) plus (FUZZ_SECONDS + ~5 s) per target.
 #
 # New inputs go to a scratch corpus (first directory); the committed seeds in
 # fuzz/corpus/<target>/ (second directory) are only read, so the checkout stays clean.
@@ -40,10 +44,12 @@ failed=()
 for target in "${targets[@]}"; do
     corpora=("$scratch/$target")
     mkdir -p "$scratch/$target"
-    if [ -d "fuzz/corpus/$target" ]; then
+    if [ -n "$(ls -A "fuzz/corpus/$target" 2>/dev/null)" ]; then
         corpora+=("fuzz/corpus/$target")
     else
-        echo "fuzz: warning: no seed corpus in fuzz/corpus/$target" >&2
+        echo "fuzz: $target has no seed corpus in fuzz/corpus/$target: commit a few inputs" >&2
+        failed+=("$target")
+        continue
     fi
     echo "fuzz: running $target for ${FUZZ_SECONDS} s"
     start=$SECONDS
@@ -63,4 +69,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
     echo "fuzz: failed targets: ${failed[*]}" >&2
     exit 1
 fi
-echo "fuzz: all ${#targets[@]} targets passed"
+echo "fuzz: all ${#targets[@]} targets passed ($((SECONDS - build_start)) s with the build)"

@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
     // complement exactly (a wildcard under `not` means "none of it", so `not admin:*`
     // and `admin:*` can both fail).
     let negated = requirement.clone().not().is_satisfied_by(&granted);
-    assert!(!(negated && satisfied), "{canonical:?}: both it and its negation hold");
+    assert!(
+        !(negated && satisfied),
+        "{canonical:?}: both it and its negation hold"
+    );
     if requirement.scopes().all(|scope| scope.is_concrete()) {
         assert_eq!(negated, !satisfied, "{canonical:?}");
     }

@@ -22,9 +22,16 @@ fuzz_target!(|data: &[u8]| {
     let Some(required) = lines.pop().and_then(|line| Scope::new(line).ok()) else {
         return;
     };
-    let grants: Vec<Scope> = lines.iter().filter_map(|line| Scope::new(line).ok()).collect();
+    let grants: Vec<Scope> = lines
+        .iter()
+        .filter_map(|line| Scope::new(line).ok())
+        .collect();
     let set = ScopeSet::new(grants.iter().cloned());
     let one_by_one = grants.iter().any(|grant| grant.covers(&required));
-    assert_eq!(set.covers(&required), one_by_one, "{grants:?} covers {required}");
+    assert_eq!(
+        set.covers(&required),
+        one_by_one,
+        "{grants:?} covers {required}"
+    );
     assert!(set.len() <= grants.len());
 });
