@@ -432,7 +432,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 "a refill needs remaining_uses".into(),
             ));
         }
-        if let (Some(nb), Some(exp)) = (a.not_before, a.expires_at)
+        // Only when the window changes: a rotation with a grace shorter than a key's wait
+        // for its start ends it before it begins, and that key must still be renameable.
+        if (changed!(not_before) || changed!(expires_at))
+            && let (Some(nb), Some(exp)) = (a.not_before, a.expires_at)
             && nb >= exp
         {
             return Err(KeyringError::InvalidRequest(

@@ -723,3 +723,34 @@ async fn a_key_is_minted_on_one_clock_reading() {
         "the grace period starts when the successor is created"
     );
 }
+
+#[tokio::test]
+async fn a_key_ended_before_it_began_by_a_rotation_can_still_be_updated() {
+    let f = fixture();
+    let issued = f
+        .keyring
+        .issue(IssueRequest::new("a", "later").not_before(f.clock.now() + TimeDelta::days(2)))
+        .await
+        .unwrap();
+    // A one-hour grace ends the old key long before its start.
+    f.keyring
+        .rotate(&issued.record.id, Some(TimeDelta::hours(1)))
+        .await
+        .unwrap();
+    let renamed = f
+        .keyring
+        .update(&issued.record.id, KeyUpdate::new().name("old, never valid"))
+        .await
+        .unwrap();
+    assert_eq!(renamed.attributes.name, "old, never valid");
+    // A change to its window is still checked.
+    assert!(matches!(
+        f.keyring
+            .update(
+                &issued.record.id,
+                KeyUpdate::new().not_before(Some(f.clock.now() + TimeDelta::days(3)))
+            )
+            .await,
+        Err(KeyringError::InvalidRequest(_))
+    ));
+}
