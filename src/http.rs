@@ -63,6 +63,7 @@ pub mod portal;
 mod response;
 mod transport;
 
+pub use crate::certificate::ClientCertificate;
 pub use auth::{HttpConfigError, KeyAuth, KeyAuthBuilder};
 pub use credential::X_API_KEY;
 #[cfg(feature = "axum")]

@@ -112,7 +112,7 @@ impl Timer {
 
 /// Every outcome a verification can have: `ok` and each `VerifyError::code`.
 #[cfg(feature = "metrics")]
-const OUTCOMES: [&str; 23] = [
+const OUTCOMES: [&str; 25] = [
     "ok",
     "malformed",
     "unknown_prefix",
@@ -125,6 +125,8 @@ const OUTCOMES: [&str; 23] = [
     "origin_not_allowed",
     "secret_key_in_browser",
     "client_not_allowed",
+    "certificate_required",
+    "certificate_mismatch",
     "insufficient_scope",
     "rate_limited",
     "throttled",
