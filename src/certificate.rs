@@ -222,7 +222,8 @@ impl fmt::Debug for CertificateBinding {
 /// The certificate a client presented on its TLS connection (the end-entity certificate,
 /// DER), with its digests computed once: make one per connection and hand each request a
 /// clone (cheap: one `Arc`). With the HTTP layer, insert it into the request's extensions
-/// from your TLS acceptor (see `keymint::http`); without it, give it to
+/// from your TLS acceptor (the guide page `keymint::guide::client_certificates` shows it
+/// with axum and tokio-rustls); without the layer, give it to
 /// [`VerifyContext::client_certificate`](crate::VerifyContext::client_certificate).
 ///
 /// Make it only from a certificate your TLS stack accepted on this connection, which
