@@ -320,20 +320,22 @@ fn is_one_der_sequence(der: &[u8]) -> bool {
     };
     let (len, contents) = match *first {
         short @ 0..=0x7f => (usize::from(short), rest),
+        // One length byte, only for lengths the short form cannot hold.
         0x81 => match rest {
             [len @ 0x80..=0xff, contents @ ..] => (usize::from(*len), contents),
             _ => return false,
         },
+        // Two length bytes, the first non-zero: anything shorter has a shorter form.
         0x82 => match rest {
             [hi @ 0x01..=0xff, lo, contents @ ..] => {
                 (usize::from(*hi) << 8 | usize::from(*lo), contents)
             }
             _ => return false,
         },
+        // Indefinite (BER only) or longer than any accepted input.
         _ => return false,
     };
-    let minimal = *first != 0x82 || len > 0xff;
-    minimal && contents.len() == len
+    contents.len() == len
 }
 
 fn decode_digest(text: &str) -> Result<[u8; 32], CertificateError> {

@@ -427,3 +427,28 @@ async fn a_certificate_on_a_trusted_proxys_connection_is_not_the_clients() {
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["code"], "certificate_required");
 }
+
+#[tokio::test]
+async fn hidden_reasons_hide_a_missing_or_wrong_certificate_too() {
+    let pki = pki();
+    let keyring = keyring();
+    let issued = keyring
+        .issue(
+            IssueRequest::new("acct_alice", "bound")
+                .certificate_bindings([CertificateBinding::certificate(&pki.alice.der).unwrap()]),
+        )
+        .await
+        .unwrap();
+    let auth = KeyAuth::builder(keyring).hide_reasons(true).build();
+    let app: Router = Router::new().route(
+        "/v1/hello",
+        get(|| async { "hello" }).route_layer(auth.layer()),
+    );
+    let bob = ClientCertificate::from_der(&pki.bob.der).unwrap();
+    let key = issued.key.expose_secret();
+    for cert in [None, Some(&bob)] {
+        let answer = oneshot(&app, key, "127.0.0.1:4000", cert).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.code(), "invalid", "{cert:?}");
+    }
+}
