@@ -11,7 +11,7 @@ import sys
 
 LAYERS = [
     ["text", "clock", "random"],
-    ["format", "hash", "scope", "ratelimit", "cidr", "origin", "metrics"],
+    ["format", "hash", "scope", "ratelimit", "cidr", "origin", "certificate", "metrics"],
     ["record"],
     ["store", "invalidation", "token"],
     ["usage", "audit"],

@@ -27,3 +27,8 @@ pub mod postgres {}
 
 #[doc = include_str!("../docs/performance.md")]
 pub mod performance {}
+
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[doc = include_str!("../docs/client-certificates.md")]
+pub mod client_certificates {}

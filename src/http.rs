@@ -14,6 +14,12 @@
 //!   one. Give the layer the peer address with axum's `ConnectInfo<SocketAddr>` (or a
 //!   [`PeerAddr`] extension) and mark TLS connections with [`Tls`] (a URI's scheme is
 //!   the client's word, not the connection's).
+//! * Client certificates (mutual TLS): insert the certificate a connection presented as a
+//!   [`ClientCertificate`] extension, and keys bound to a certificate verify only with it
+//!   (401 `certificate_required` / `certificate_mismatch`, `error="invalid_token"` as
+//!   RFC 8705 asks). A certificate on a trusted proxy's connection is the proxy's and is
+//!   ignored. The set-up with axum and tokio-rustls is in the guide,
+//!   `keymint::guide::client_certificates`.
 //! * One verification per request, with the route's requirement and cost known, so a
 //!   request refused for its scopes is charged nothing.
 //! * Responses: RFC 6750 challenges, RFC 9457 `application/problem+json` bodies with a
@@ -63,6 +69,7 @@ pub mod portal;
 mod response;
 mod transport;
 
+pub use crate::certificate::ClientCertificate;
 pub use auth::{HttpConfigError, KeyAuth, KeyAuthBuilder};
 pub use credential::X_API_KEY;
 #[cfg(feature = "axum")]

@@ -17,7 +17,8 @@
 //! 5. the key's environment is the one the request is served in;
 //! 6. status (revoked, disabled), not-before, expiry — on every cache hit too;
 //! 7. client address against the key's allowed networks; origin (publishable keys from
-//!    their allowed origins, secret keys not from browsers);
+//!    their allowed origins, secret keys not from browsers); client certificate (keys bound
+//!    to one verify only with it: [`VerifyContext::client_certificate`]);
 //! 8. scopes: the key's own plus its roles', against the request's [`Requirement`](crate::Requirement);
 //! 9. the key's rate-limit policy (its own, else its type's, else the keyring's default),
 //!    charged to its lineage;

@@ -50,7 +50,7 @@
 //! | [`usage`] | per-key usage counts by UTC day and outcome, written in batches |
 //! | [`audit`] | a tamper-evident (hash-chained) audit trail and its verifier |
 //! | [`metrics`] | the counters and histograms emitted through the `metrics` facade (feature `metrics`) |
-//! | [`cidr`], [`origin`] | client-network allowlists and publishable keys' allowed origins |
+//! | [`cidr`], [`origin`], [`certificate`] | client-network allowlists, publishable keys' allowed origins, keys bound to a client certificate (mutual TLS) |
 //! | `token` | short-lived, scope-reduced tokens derived from a verified key (feature `tokens`) |
 //! | `http` | the tower layer, axum extractors, the self-service portal and GitHub leak alerts (features `tower`, `axum`, `leak-alerts`) |
 //! | [`clock`] | the [`Clock`] trait, the one source of time ([`ManualClock`] for tests) |
@@ -81,6 +81,7 @@
 mod text;
 
 pub mod audit;
+pub mod certificate;
 pub mod cidr;
 pub mod clock;
 pub mod format;
@@ -106,6 +107,7 @@ pub mod testing;
 pub mod token;
 pub mod usage;
 
+pub use certificate::{CertificateBinding, CertificateError, ClientCertificate};
 pub use chrono::{self, DateTime, TimeDelta, Utc};
 pub use cidr::{Cidr, CidrError};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

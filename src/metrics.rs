@@ -116,7 +116,7 @@ impl Timer {
 
 /// Every outcome a verification can have: `ok` and each `VerifyError::code`.
 #[cfg(feature = "metrics")]
-const OUTCOMES: [&str; 23] = [
+const OUTCOMES: [&str; 25] = [
     "ok",
     "malformed",
     "unknown_prefix",
@@ -129,6 +129,8 @@ const OUTCOMES: [&str; 23] = [
     "origin_not_allowed",
     "secret_key_in_browser",
     "client_not_allowed",
+    "certificate_required",
+    "certificate_mismatch",
     "insufficient_scope",
     "rate_limited",
     "throttled",
@@ -240,10 +242,12 @@ mod emit {
     }
 
     /// One more verification waits for a place.
+    #[cfg(feature = "tokio")]
     pub(crate) fn uncached_wait() {
         metrics::gauge!(UNCACHED_WAITING).increment(1.0);
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn uncached_waited() {
         metrics::gauge!(UNCACHED_WAITING).decrement(1.0);
     }
@@ -280,8 +284,10 @@ mod emit {
     pub(crate) fn uncached_enter() {}
     #[inline(always)]
     pub(crate) fn uncached_leave() {}
+    #[cfg(feature = "tokio")]
     #[inline(always)]
     pub(crate) fn uncached_wait() {}
+    #[cfg(feature = "tokio")]
     #[inline(always)]
     pub(crate) fn uncached_waited() {}
     #[inline(always)]

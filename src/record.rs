@@ -7,6 +7,7 @@ mod kind;
 
 pub use kind::{Environment, EnvironmentError, KeyKind};
 
+use crate::certificate::CertificateBinding;
 use crate::cidr::Cidr;
 use crate::format::KeyHint;
 use crate::format::{KeyId, Prefix};
@@ -81,6 +82,10 @@ pub struct KeyAttributes {
     /// key type decides).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<AllowedOrigin>,
+    /// Client certificates the key is bound to (mutual TLS, RFC 8705): it verifies only on
+    /// a connection that presented a certificate matching one of them. Empty: unbound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_bindings: Vec<CertificateBinding>,
     /// Free-form data for the host.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub metadata: serde_json::Value,

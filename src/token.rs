@@ -15,7 +15,8 @@
 //!   their next use. Without a channel, another process's change reaches this one within
 //!   the interval; and every token dies at its expiry regardless;
 //! * draws on its parent's rate limits (the budget belongs to the key's lineage), and is
-//!   checked like its parent for environment, allowed networks and origins;
+//!   checked like its parent for environment, allowed networks, origins and client
+//!   certificate (a token of a certificate-bound key is bound to the same certificate);
 //! * is accepted wherever a key is: [`Keyring::verify`](crate::Keyring::verify) (and so
 //!   the HTTP layer) recognises the token form and reports it in
 //!   [`VerifiedKey::token`](crate::VerifiedKey::token).

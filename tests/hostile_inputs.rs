@@ -1167,8 +1167,10 @@ fn the_http_layer_refuses_hostile_requests_with_the_right_status() {
         }
         keys
     });
+    // The trusted proxy writes `Forwarded` (RFC 7239): that is the header read from it.
     let auth = KeyAuth::builder(keyring)
         .trusted_proxies(["127.0.0.0/8".parse().unwrap()])
+        .proxy_headers(keymint::http::ProxyHeaders::Forwarded)
         .build();
     let app: Router = Router::new().route(
         "/v1/thing",

@@ -134,6 +134,8 @@ async fn the_keyring_reports_the_documented_metrics_with_bounded_labels() {
         "origin_not_allowed",
         "secret_key_in_browser",
         "client_not_allowed",
+        "certificate_required",
+        "certificate_mismatch",
         "insufficient_scope",
         "rate_limited",
         "throttled",

@@ -21,6 +21,13 @@ fn a_full_record_reads_and_writes_exactly_the_pinned_form() {
     assert_eq!(record.kind, Some(keymint::KeyKind::Publishable));
     assert_eq!(record.environment, Some(keymint::Environment::live()));
     assert_eq!(record.attributes.allowed_origins.len(), 2);
+    let bindings = &record.attributes.certificate_bindings;
+    assert_eq!(bindings.len(), 2);
+    assert_eq!(bindings[0].method(), "x5t#S256");
+    assert_eq!(
+        bindings[1].thumbprint(),
+        "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+    );
     assert_eq!(record.remaining_uses, Some(41));
     assert_eq!(record.lineage().as_str(), "ZZZ000aaa111");
     assert_eq!(
@@ -44,6 +51,10 @@ fn a_record_with_only_the_required_fields_reads_and_omits_the_rest() {
         "no lineage: the key is its own"
     );
     assert!(record.attributes.scopes.is_empty() && record.remaining_uses.is_none());
+    assert!(
+        record.attributes.certificate_bindings.is_empty(),
+        "records written before bindings read as unbound"
+    );
     let written: serde_json::Value = serde_json::to_value(&record).unwrap();
     let mut pinned: serde_json::Value = serde_json::from_str(MINIMAL).unwrap();
     // `scopes` is always written, even when empty.

@@ -588,3 +588,54 @@ async fn a_paseto_signed_by_the_same_key_for_another_purpose_is_no_token() {
     .unwrap();
     f.verify(&bound).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_token_of_a_certificate_bound_key_is_bound_to_the_same_certificate() {
+    use keymint::{CertificateBinding, ClientCertificate};
+
+    let f = fixture();
+    let key_pair = rcgen::KeyPair::generate().unwrap();
+    let der = rcgen::CertificateParams::new(["alice".to_owned()])
+        .unwrap()
+        .self_signed(&key_pair)
+        .unwrap()
+        .der()
+        .to_vec();
+    let alice = ClientCertificate::from_der(&der).unwrap();
+    let stranger_pair = rcgen::KeyPair::generate().unwrap();
+    let stranger_der = rcgen::CertificateParams::new(["mallory".to_owned()])
+        .unwrap()
+        .self_signed(&stranger_pair)
+        .unwrap()
+        .der()
+        .to_vec();
+    let stranger = ClientCertificate::from_der(&stranger_der).unwrap();
+
+    let issued = f
+        .keyring
+        .issue(rw().certificate_bindings([CertificateBinding::certificate(&der).unwrap()]))
+        .await
+        .unwrap();
+    let with_alice = VerifyContext::new().client_certificate(&alice);
+    let parent = f
+        .keyring
+        .verify(issued.key.expose_secret(), &with_alice)
+        .await
+        .unwrap();
+    let token = f.token(&parent, TokenRequest::new()).await;
+    // A stolen token is as useless as a stolen key without the certificate.
+    f.keyring.verify(&token, &with_alice).await.unwrap();
+    assert_eq!(
+        f.verify(&token).await.unwrap_err().code(),
+        "certificate_required"
+    );
+    let with_stranger = VerifyContext::new().client_certificate(&stranger);
+    assert_eq!(
+        f.keyring
+            .verify(&token, &with_stranger)
+            .await
+            .unwrap_err()
+            .code(),
+        "certificate_mismatch"
+    );
+}

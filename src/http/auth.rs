@@ -241,9 +241,9 @@ impl KeyAuthBuilder {
         Ok(self)
     }
 
-    /// Answer revoked, disabled, expired, not-yet-valid, malformed and wrong-environment keys
-    /// exactly like unknown ones (401, code `invalid`), so a client learns nothing about a
-    /// key it holds. Default `false`.
+    /// Answer revoked, disabled, expired, not-yet-valid, malformed and wrong-environment keys,
+    /// and certificate-bound keys without their certificate, exactly like unknown ones (401,
+    /// code `invalid`), so a client learns nothing about a key it holds. Default `false`.
     pub fn hide_reasons(mut self, hide: bool) -> Self {
         self.responses.hide_reasons = hide;
         self

@@ -13,6 +13,7 @@ use tower::{Layer, Service};
 
 use super::auth::KeyAuth;
 use super::response::{Rejection, set_rate_limit_headers};
+use crate::certificate::ClientCertificate;
 use crate::keyring::{VerifiedKey, VerifyContext};
 use crate::scope::Requirement;
 
@@ -110,6 +111,13 @@ impl KeyAuthLayer {
         }
         if let Some(origin) = &origin {
             ctx = ctx.origin(origin);
+        }
+        // A certificate on a trusted proxy's connection is the proxy's own: a key bound to
+        // a client's certificate is then refused, not matched against the proxy's.
+        if let Some(certificate) = req.extensions().get::<ClientCertificate>()
+            && !reached.via_proxy
+        {
+            ctx = ctx.client_certificate(certificate);
         }
         let verified = self
             .auth

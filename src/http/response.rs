@@ -135,6 +135,8 @@ fn title(code: &str) -> &'static str {
         "not_yet_valid" => "API key not yet valid",
         "wrong_environment" => "Wrong environment",
         "client_not_allowed" => "Client address not allowed",
+        "certificate_required" => "Client certificate required",
+        "certificate_mismatch" => "Client certificate does not match",
         "origin_not_allowed" => "Origin not allowed",
         "secret_key_in_browser" => "Secret key used in a browser",
         "insufficient_scope" => "Insufficient scope",
@@ -207,6 +209,8 @@ impl Responses {
                     | VerifyError::Expired
                     | VerifyError::NotYetValid
                     | VerifyError::WrongEnvironment { .. }
+                    | VerifyError::CertificateRequired
+                    | VerifyError::CertificateMismatch
             )
     }
 

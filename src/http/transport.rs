@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::header::HeaderName;
 use http::{HeaderMap, Request};
 
+use crate::certificate::ClientCertificate;
 use crate::cidr::Cidr;
 
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
@@ -23,7 +24,8 @@ const MAX_HOPS: usize = 32;
 pub struct PeerAddr(pub SocketAddr);
 
 /// Marks a request whose connection was TLS, terminated in this process: insert it from
-/// your TLS acceptor, or with `axum::Extension(Tls)` on a router served only over TLS.
+/// your TLS acceptor, or with `axum::Extension(Tls)` on a router served only over TLS. A
+/// [`ClientCertificate`] extension marks the connection as TLS too.
 /// Without it (or a trusted proxy's forwarded scheme), a request is plain HTTP: a URI's
 /// `https` scheme is the client's word (an absolute-form request target, an h2c
 /// `:scheme`), not the connection's.
@@ -35,6 +37,9 @@ pub struct Tls;
 pub(crate) struct Reached {
     pub(crate) client: Option<IpAddr>,
     pub(crate) secure: bool,
+    /// The peer is a trusted proxy: what the connection itself carries (a client
+    /// certificate) is the proxy's, not the client's.
+    pub(crate) via_proxy: bool,
     /// Plain HTTP that the configuration refuses for keys.
     pub(crate) plain_refused: bool,
 }
@@ -98,7 +103,8 @@ impl Trust {
 
     pub(crate) fn judge<B>(&self, req: &Request<B>) -> Result<Reached, BadForwarding> {
         let peer = peer(req);
-        let connection_secure = req.extensions().get::<Tls>().is_some();
+        let connection_secure = req.extensions().get::<Tls>().is_some()
+            || req.extensions().get::<ClientCertificate>().is_some();
         let (client, secure, via_proxy) = match peer {
             Some(peer) if self.trusted(peer.ip()) => {
                 let (client, proto) = match self.headers {
@@ -121,6 +127,7 @@ impl Trust {
         Ok(Reached {
             client: client.map(|ip| ip.to_canonical()),
             secure,
+            via_proxy,
             plain_refused,
         })
     }

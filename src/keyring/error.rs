@@ -61,6 +61,14 @@ pub enum VerifyError {
     /// The client address is outside the key's allowed networks.
     #[error("client address not allowed for this api key")]
     ClientNotAllowed,
+    /// The key is bound to a client certificate, and the connection presented none
+    /// (RFC 8705: answered like an invalid token). Nothing was charged.
+    #[error("this api key is bound to a client certificate: connect with mutual tls")]
+    CertificateRequired,
+    /// The key is bound to a client certificate, and the connection presented another one.
+    /// Nothing was charged.
+    #[error("this api key is bound to another client certificate")]
+    CertificateMismatch,
     /// The key does not hold the scopes the request requires.
     #[error("{0}")]
     InsufficientScope(MissingScopes),
@@ -119,7 +127,9 @@ impl VerifyError {
             | Self::Disabled
             | Self::Expired
             | Self::NotYetValid
-            | Self::WrongEnvironment { .. } => 401,
+            | Self::WrongEnvironment { .. }
+            | Self::CertificateRequired
+            | Self::CertificateMismatch => 401,
             Self::ClientNotAllowed
             | Self::OriginNotAllowed
             | Self::SecretKeyInBrowser
@@ -156,6 +166,8 @@ impl VerifyError {
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::SecretKeyInBrowser => "secret_key_in_browser",
             Self::ClientNotAllowed => "client_not_allowed",
+            Self::CertificateRequired => "certificate_required",
+            Self::CertificateMismatch => "certificate_mismatch",
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::RateLimited(_) => "rate_limited",
             Self::Throttled(_) => "throttled",

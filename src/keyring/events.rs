@@ -234,6 +234,12 @@ pub enum FailureReason {
     NotYetValid,
     /// Client address not allowed.
     ClientNotAllowed,
+    /// A key bound to a client certificate, presented without one: a copied key, or a
+    /// client that lost its certificate configuration.
+    CertificateRequired,
+    /// A key bound to a client certificate, presented with another one (another client's
+    /// certificate, or a renewal the binding does not cover).
+    CertificateMismatch,
     /// The key lacks a required scope.
     InsufficientScope,
     /// No uses left.

@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::Keyring;
 use super::hash_gate::run_blocking;
 use super::key_type::KeyType;
+use crate::certificate::{CertificateBinding, MAX_BINDINGS};
 use crate::cidr::Cidr;
 use crate::clock::Clock as _;
 use crate::format::GeneratedKey;
@@ -163,6 +164,17 @@ impl IssueRequest {
     /// Client networks the key may be used from (empty: anywhere).
     pub fn allowed_networks(mut self, networks: impl IntoIterator<Item = Cidr>) -> Self {
         self.attributes.allowed_networks = networks.into_iter().collect();
+        self
+    }
+
+    /// Binds the key to client certificates (mutual TLS): it then verifies only on a
+    /// connection that presented one of them (at most 16; empty: unbound). See
+    /// [`CertificateBinding`] for binding a certificate or its public key.
+    pub fn certificate_bindings(
+        mut self,
+        bindings: impl IntoIterator<Item = CertificateBinding>,
+    ) -> Self {
+        self.attributes.certificate_bindings = bindings.into_iter().collect();
         self
     }
 
@@ -422,6 +434,11 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         if changed!(allowed_networks) && a.allowed_networks.len() > MAX_LIST_LEN {
             return Err(KeyringError::InvalidRequest(format!(
                 "at most {MAX_LIST_LEN} networks"
+            )));
+        }
+        if changed!(certificate_bindings) && a.certificate_bindings.len() > MAX_BINDINGS {
+            return Err(KeyringError::InvalidRequest(format!(
+                "at most {MAX_BINDINGS} certificate bindings"
             )));
         }
         if changed!(metadata) {

@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::issue::{RecordTemplate, check_text, parse_scopes};
 use super::{AuditEvent, IssuedKey, Keyring};
+use crate::certificate::CertificateBinding;
 use crate::cidr::Cidr;
 use crate::clock::Clock as _;
 use crate::format::KeyId;
@@ -232,6 +233,18 @@ impl KeyUpdate {
         let origins: Vec<AllowedOrigin> = origins.into_iter().collect();
         self.set("allowed_origins", origins, |a, _, v| {
             a.allowed_origins = v;
+            Ok(())
+        })
+    }
+    /// Replaces the client certificates the key is bound to (empty: unbound). Binding a
+    /// key that is in use refuses its callers until they present the certificate.
+    pub fn certificate_bindings(
+        self,
+        bindings: impl IntoIterator<Item = CertificateBinding>,
+    ) -> Self {
+        let bindings: Vec<CertificateBinding> = bindings.into_iter().collect();
+        self.set("certificate_bindings", bindings, |a, _, v| {
+            a.certificate_bindings = v;
             Ok(())
         })
     }

@@ -11,6 +11,7 @@ use super::key_type::KeyType;
 use super::refusal::Refusal;
 use super::throttle::Reservation;
 use super::{AuditEvent, Keyring};
+use crate::certificate::ClientCertificate;
 use crate::clock::Clock as _;
 use crate::format::{KeyId, ParsedKey};
 use crate::hash::Verdict;
@@ -80,6 +81,23 @@ fn check_origin(
     Ok(())
 }
 
+/// Step 7 for bound keys: the connection presented a certificate matching one of the key's
+/// bindings (compared in constant time). Unbound keys pass whatever was presented.
+fn check_certificate(
+    record: &KeyRecord,
+    presented: Option<&ClientCertificate>,
+) -> Result<(), Refusal> {
+    let bindings = &record.attributes.certificate_bindings;
+    if bindings.is_empty() {
+        return Ok(());
+    }
+    match presented {
+        None => Err(Refusal::CertificateRequired),
+        Some(cert) if crate::certificate::any_matches(bindings, cert) => Ok(()),
+        Some(_) => Err(Refusal::CertificateMismatch),
+    }
+}
+
 /// Why a verification that waited for the uncached path did not try the store.
 #[derive(Debug, thiserror::Error)]
 #[error("the store failed another verification while this one waited; not tried again")]
@@ -141,6 +159,7 @@ pub struct VerifyContext<'r> {
     cost: Option<u32>,
     environment: Option<&'r Environment>,
     origin: Option<&'r str>,
+    client_certificate: Option<&'r ClientCertificate>,
 }
 
 impl<'r> VerifyContext<'r> {
@@ -182,6 +201,15 @@ impl<'r> VerifyContext<'r> {
     /// refused from browsers unless their type allows it.
     pub fn origin(mut self, origin: &'r str) -> Self {
         self.origin = Some(origin);
+        self
+    }
+
+    /// The client certificate the request's TLS connection presented (mutual TLS). A key
+    /// bound to certificates verifies only with a matching one
+    /// ([`VerifyError::CertificateRequired`], [`VerifyError::CertificateMismatch`]: HTTP
+    /// 401); unbound keys ignore it.
+    pub fn client_certificate(mut self, certificate: &'r ClientCertificate) -> Self {
+        self.client_certificate = Some(certificate);
         self
     }
 }
@@ -404,6 +432,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             return Err(Refusal::ClientNotAllowed);
         }
         check_origin(key_type, record, ctx.origin)?;
+        check_certificate(record, ctx.client_certificate)?;
         if let Some(requirement) = ctx.requirement {
             requirement
                 .check(&key.granted)

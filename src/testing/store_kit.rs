@@ -74,6 +74,10 @@ pub fn full_record(owner: &str) -> KeyRecord {
         a.allowed_networks = vec!["10.0.0.0/8".parse().expect("valid network")];
         a.allowed_origins = vec!["https://app.example.com".parse().expect("valid origin")];
     }
+    a.certificate_bindings = vec![
+        crate::certificate::CertificateBinding::X5tS256([7; 32]),
+        crate::certificate::CertificateBinding::SpkiS256([9; 32]),
+    ];
     r
 }
 

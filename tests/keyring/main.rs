@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cache;
+mod certificates;
 mod credits;
 mod hashing;
 mod lifecycle;
