@@ -215,13 +215,6 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         self.inner.rotation_grace
     }
 
-    /// The keyring's clock: layers above it stamp their events with the same time.
-    #[cfg(feature = "axum")]
-    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        use crate::clock::Clock as _;
-        self.inner.clock.now()
-    }
-
     /// A handle to this keyring whose management calls (issue, rotate, revoke, disable,
     /// enable, update) are audited as done by `actor`: the host's user or service id, for
     /// the audit trail's "who did what". It shares everything else with `self`; make one per

@@ -1,9 +1,10 @@
 //! The verified-key cache: repeat verifications skip the store and the slow hash.
 //!
-//! Entries are keyed by the key's public id and hold an HMAC-SHA-256 digest of the whole
-//! presented key under a random per-process key, never the plaintext. A hit requires the
+//! Entries are keyed by the key's public id and hold an HMAC-SHA-256 digest of the presented
+//! key (prefix, id and secret; its checksum, already checked and a function of the rest, is
+//! left out) under a random per-process key, never the plaintext. A hit requires the
 //! presented key's digest to equal the entry's (compared in constant time), so a cached id
-//! with another secret misses and takes the full path.
+//! with another secret, or another prefix, misses and takes the full path.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -24,7 +25,9 @@ pub(crate) struct VerifiedCache {
     keyed: Hmac<Sha256>,
     ttl: TimeDelta,
     capacity: usize,
-    entries: DashMap<KeyId, Entry>,
+    // Ids are the keys' own random ids, only ever inserted after authentication: nobody
+    // can aim them at one shard, so a fast seeded hash does.
+    entries: DashMap<KeyId, Entry, foldhash::fast::RandomState>,
     last_sweep_secs: AtomicI64,
     /// Bumped by every invalidation. A verification that read the store before an
     /// invalidation must not cache what it read: that would resurrect a revoked key.
@@ -35,6 +38,26 @@ struct Entry {
     digest: Digest,
     key: Arc<Authenticated>,
     cached_at: DateTime<Utc>,
+    /// `cached_at + ttl`, computed once: a hit costs two comparisons, no date arithmetic.
+    fresh_until: DateTime<Utc>,
+}
+
+impl Entry {
+    fn fresh_at(&self, now: DateTime<Utc>) -> bool {
+        now >= self.cached_at && now < self.fresh_until
+    }
+}
+
+/// Equality of two digests in constant time: folded into one word by XOR and OR (no
+/// branch, no early exit), which `subtle` then compares.
+fn same_digest(a: &Digest, b: &Digest) -> bool {
+    let mut diff = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let x = u64::from_ne_bytes(x.try_into().unwrap_or_default());
+        let y = u64::from_ne_bytes(y.try_into().unwrap_or_default());
+        diff |= x ^ y;
+    }
+    bool::from(diff.ct_eq(&0))
 }
 
 impl VerifiedCache {
@@ -47,7 +70,7 @@ impl VerifiedCache {
             keyed,
             ttl,
             capacity,
-            entries: DashMap::new(),
+            entries: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             last_sweep_secs: AtomicI64::new(i64::MIN),
             generation: AtomicU64::new(0),
         })
@@ -67,8 +90,8 @@ impl VerifiedCache {
         now: DateTime<Utc>,
     ) -> Option<Arc<Authenticated>> {
         let entry = self.entries.get(id)?;
-        let fresh = now - entry.cached_at < self.ttl && now >= entry.cached_at;
-        if fresh && bool::from(entry.digest.ct_eq(digest)) {
+        let fresh = entry.fresh_at(now);
+        if fresh && same_digest(&entry.digest, digest) {
             return Some(entry.key.clone());
         }
         let stale = !fresh;
@@ -115,6 +138,9 @@ impl VerifiedCache {
                 digest,
                 key,
                 cached_at: now,
+                fresh_until: now
+                    .checked_add_signed(self.ttl)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
             },
         );
     }
@@ -158,8 +184,7 @@ impl VerifiedCache {
         {
             return;
         }
-        let ttl = self.ttl;
-        self.entries.retain(|_, e| now - e.cached_at < ttl);
+        self.entries.retain(|_, e| e.fresh_at(now));
     }
 }
 

@@ -16,7 +16,10 @@ const MAX_TRACKED: usize = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct LastUsed {
     debounce: TimeDelta,
-    queued_at: DashMap<KeyId, DateTime<Utc>>,
+    /// When each recently written key may be written again (its last queued use plus the
+    /// debounce): a debounced use costs one lookup and one comparison. Only verified keys'
+    /// ids are inserted, so a fast seeded hash does.
+    next_write: DashMap<KeyId, DateTime<Utc>, foldhash::fast::RandomState>,
     pending: Mutex<Vec<(KeyId, DateTime<Utc>)>>,
     pub(crate) flushing: AtomicBool,
 }
@@ -25,28 +28,32 @@ impl LastUsed {
     pub(crate) fn new(debounce: TimeDelta) -> Self {
         Self {
             debounce,
-            queued_at: DashMap::new(),
+            next_write: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             pending: Mutex::new(Vec::new()),
             flushing: AtomicBool::new(false),
         }
     }
 
-    /// Notes a use; returns whether a write was queued (the caller then schedules a flush).
-    pub(crate) fn touch(&self, id: &KeyId, now: DateTime<Utc>) -> bool {
-        if let Some(at) = self.queued_at.get(id)
-            && now - *at < self.debounce
+    /// Notes a use; returns whether a write was queued (the caller then schedules a flush),
+    /// and when the key's next write can be due.
+    pub(crate) fn touch(&self, id: &KeyId, now: DateTime<Utc>) -> (bool, DateTime<Utc>) {
+        if let Some(next) = self.next_write.get(id)
+            && now < *next
         {
-            return false;
+            return (false, *next);
         }
-        if self.queued_at.len() >= MAX_TRACKED {
-            self.queued_at.clear();
+        if self.next_write.len() >= MAX_TRACKED {
+            self.next_write.clear();
         }
-        self.queued_at.insert(id.clone(), now);
+        let next = now
+            .checked_add_signed(self.debounce)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.next_write.insert(id.clone(), next);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.len() < MAX_TRACKED {
             pending.push((id.clone(), now));
         }
-        true
+        (true, next)
     }
 
     pub(crate) fn take_pending(&self) -> Vec<(KeyId, DateTime<Utc>)> {

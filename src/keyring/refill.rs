@@ -64,12 +64,12 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 }
             }
             if let (Some(cache), Some(key)) = (&self.inner.cache, cached) {
-                let refreshed = Authenticated {
-                    record: fresh,
-                    granted: key.granted.clone(),
-                    key_type: key.key_type.clone(),
-                    own_policy: key.own_policy.clone(),
-                };
+                let refreshed = Authenticated::new(
+                    fresh,
+                    key.granted.clone(),
+                    key.key_type.clone(),
+                    key.own_policy.clone(),
+                );
                 cache.refresh(generation, Arc::new(refreshed));
             }
             return Ok(());

@@ -209,12 +209,12 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 .filter(|scope| parent.granted.covers(scope))
                 .cloned(),
         );
-        let key = Arc::new(Authenticated {
-            record: parent.record.clone(),
+        let key = Arc::new(Authenticated::new(
+            parent.record.clone(),
             granted,
-            key_type: key_type.clone(),
-            own_policy: parent.own_policy.clone(),
-        });
+            key_type.clone(),
+            parent.own_policy.clone(),
+        ));
         let mut outcome = self.check_authenticated(&key, &key_type, ctx, now).await;
         self.count_usage(&key, &outcome, now).await;
         if let Ok(verified) = &mut outcome {
@@ -256,12 +256,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                     .attributes
                     .rate_limit
                     .map(|limit| Arc::new(limit.policy()));
-                let parent = Arc::new(Authenticated {
-                    record,
-                    granted,
-                    key_type,
-                    own_policy,
-                });
+                let parent = Arc::new(Authenticated::new(record, granted, key_type, own_policy));
                 tokens.parents.insert(read_at, PARENT, parent.clone(), now);
                 parent
             }

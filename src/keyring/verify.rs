@@ -222,6 +222,26 @@ pub(crate) struct Authenticated {
     pub(crate) key_type: Arc<KeyType>,
     /// The record's own rate limit as a policy, built once per authentication.
     pub(crate) own_policy: Option<Arc<Policy>>,
+    /// Unix second before which no last-used write of this key can be due (a floor of the
+    /// debounce's answer): a cache hit skips the debounce map until then.
+    last_used_due: std::sync::atomic::AtomicI64,
+}
+
+impl Authenticated {
+    pub(crate) fn new(
+        record: KeyRecord,
+        granted: ScopeSet,
+        key_type: Arc<KeyType>,
+        own_policy: Option<Arc<Policy>>,
+    ) -> Self {
+        Self {
+            record,
+            granted,
+            key_type,
+            own_policy,
+            last_used_due: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }
+    }
 }
 
 /// A key that passed every check.
@@ -311,45 +331,81 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         presented: &str,
         ctx: &VerifyContext<'_>,
     ) -> Result<VerifiedKey, VerifyError> {
-        let began = self.inner.clock.now_unix_nanos();
-        let now = self.inner.clock.now();
+        let began = self.metrics_clock();
         #[cfg(feature = "tokens")]
         if let Some(tokens) = &self.inner.tokens
             && presented.starts_with(crate::token::TOKEN_HEADER)
         {
-            return self.verify_token(tokens, presented, ctx, began, now).await;
+            let now = self.now();
+            // Boxed, like every path but the cached one: a future holds room for the
+            // largest path it may take, and moving that room costs every call.
+            return Box::pin(self.verify_token(tokens, presented, ctx, began, now)).await;
         }
         let (parsed, key_type) = match self.inner.types.parse_shared(presented) {
             Ok(found) => found,
             Err(e) => {
+                // Garbage costs the parse and no clock reading unless something records it.
+                let now = self.now_if_recorded();
                 let error = self.refuse(None, Refusal::from_parse(e), ctx, now);
                 self.inner.metrics.verification(
                     error.code(),
                     VerifyPath::Rejected,
                     began,
-                    self.inner.clock.now_unix_nanos(),
+                    self.metrics_clock(),
                 );
                 return Err(error);
             }
         };
+        let now = self.now();
         let mut path = VerifyPath::Rejected;
         match self
             .check(presented, &parsed, key_type, ctx, now, &mut path)
             .await
         {
             Ok(verified) => {
-                let ended = self.inner.clock.now_unix_nanos();
-                self.inner.metrics.verification("ok", path, began, ended);
+                self.inner
+                    .metrics
+                    .verification("ok", path, began, self.metrics_clock());
                 Ok(verified)
             }
             Err(refusal) => {
                 let error = self.refuse(Some(parsed.id()), refusal, ctx, now);
-                let ended = self.inner.clock.now_unix_nanos();
                 self.inner
                     .metrics
-                    .verification(error.code(), path, began, ended);
+                    .verification(error.code(), path, began, self.metrics_clock());
                 Err(error)
             }
+        }
+    }
+
+    /// The time, read once per verification through the clock's fast path (for the
+    /// system clock a calibrated TSC read, no system call). Layers above the keyring (the
+    /// portal) stamp their events with it too.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(self.inner.clock.now_unix_nanos())
+    }
+
+    /// The time, when a refusal before any lookup is recorded somewhere that wants it (an
+    /// audit sink, or the failed-attempt throttle's warnings): else the epoch, unread.
+    fn now_if_recorded(&self) -> DateTime<Utc> {
+        if self.inner.audit.is_some() || self.inner.throttle.is_some() {
+            self.now()
+        } else {
+            DateTime::UNIX_EPOCH
+        }
+    }
+
+    /// A clock reading for the verification-duration metric: none without the `metrics`
+    /// feature.
+    #[inline]
+    fn metrics_clock(&self) -> i64 {
+        #[cfg(feature = "metrics")]
+        {
+            self.inner.clock.now_unix_nanos()
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            0
         }
     }
 
@@ -384,7 +440,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 Err(refusal) => refusal.code(),
             };
             if usage.count(&key.record.id, &key.record.owner, code, now) {
-                self.flush_usage_in_background(now).await;
+                Box::pin(self.flush_usage_in_background(now)).await;
             }
         }
     }
@@ -441,9 +497,13 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 
         let cost = ctx.cost.unwrap_or(1);
         let rate_limit = self.charge_rate_limit(&key, key_type, cost).await?;
-        let remaining_uses = self.spend_credits(&key, cost, now).await?;
+        let remaining_uses = if record.remaining_uses.is_some() {
+            Box::pin(self.spend_credits(&key, cost, now)).await?
+        } else {
+            None
+        };
 
-        self.note_use(&record.id, now).await;
+        self.note_use(&key, now).await;
         if let Some(detector) = &self.inner.anomalies {
             for anomaly in detector.observe(record.lineage(), ctx.client_ip, now) {
                 tracing::info!(key_id = %record.id, ?anomaly, "unusual api key use");
@@ -481,7 +541,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         now: DateTime<Utc>,
         path: &mut VerifyPath,
     ) -> Result<Arc<Authenticated>, Refusal> {
-        let digest = self.inner.cache.as_ref().map(|c| c.digest(presented));
+        // The checksum is left out of the digest: parsing checked it, and it is a function
+        // of the rest. Without it a default key (53 bytes) is one SHA-256 block, not two.
+        let body = &presented[..presented.len() - crate::format::CHECKSUM_LEN];
+        let digest = self.inner.cache.as_ref().map(|c| c.digest(body));
         let generation = self.inner.cache.as_ref().map_or(0, |c| c.generation());
         if let (Some(cache), Some(digest)) = (&self.inner.cache, &digest) {
             if let Some(key) = cache.get(parsed.id(), digest, now) {
@@ -499,11 +562,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         *path = VerifyPath::Uncached;
 
         let reservation = self.throttle_reserve(ctx)?;
-        let (record, secret, needs_rehash) = self
-            .lookup_and_check(parsed, Some(key_type), reservation)
-            .await?;
+        let (record, secret, needs_rehash) =
+            Box::pin(self.lookup_and_check(parsed, Some(key_type), reservation)).await?;
         if needs_rehash {
-            self.rehash(record.clone(), secret).await;
+            Box::pin(self.rehash(record.clone(), secret)).await;
         }
         let granted = self
             .inner
@@ -513,12 +575,12 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             .attributes
             .rate_limit
             .map(|limit| Arc::new(limit.policy()));
-        let key = Arc::new(Authenticated {
+        let key = Arc::new(Authenticated::new(
             record,
             granted,
-            key_type: key_type.clone(),
+            key_type.clone(),
             own_policy,
-        });
+        ));
         if let (Some(cache), Some(digest)) = (&self.inner.cache, digest) {
             cache.insert(generation, digest, key.clone(), now);
         }
@@ -899,12 +961,20 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     }
 
     /// Queues a debounced last-used write and flushes in the background.
-    async fn note_use(&self, id: &KeyId, now: DateTime<Utc>) {
-        if !self.inner.last_used.touch(id, now) || !self.inner.last_used.try_start_flush() {
+    async fn note_use(&self, key: &Authenticated, now: DateTime<Utc>) {
+        use std::sync::atomic::Ordering;
+        let secs = now.timestamp();
+        if secs < key.last_used_due.load(Ordering::Relaxed) {
+            return;
+        }
+        let (queued, next_write) = self.inner.last_used.touch(&key.record.id, now);
+        key.last_used_due
+            .store(next_write.timestamp(), Ordering::Relaxed);
+        if !queued || !self.inner.last_used.try_start_flush() {
             return;
         }
         let keyring = self.clone();
-        spawn_or_run(async move {
+        Box::pin(spawn_or_run(async move {
             // Cleared even if the store panics, so later uses still get written.
             let _flushing = super::last_used::FlushGuard(&keyring.inner.last_used);
             // Drain what arrives while writing too, rather than leave it for the next use.
@@ -913,7 +983,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                     break;
                 }
             }
-        })
+        }))
         .await;
     }
 
