@@ -25,12 +25,22 @@ use crate::hash::HashError;
 /// assert!(!hasher.verify(b"another secret", &stored.phc()?)?);
 /// # Ok::<(), keymint::HashError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Argon2idHasher {
     m_cost: u32,
     t_cost: u32,
     p_cost: u32,
+    /// Working memory kept between runs (shared by clones).
+    memory: std::sync::Arc<memory::Pool>,
 }
+
+impl PartialEq for Argon2idHasher {
+    fn eq(&self, other: &Self) -> bool {
+        (self.m_cost, self.t_cost, self.p_cost) == (other.m_cost, other.t_cost, other.p_cost)
+    }
+}
+
+impl Eq for Argon2idHasher {}
 
 impl Argon2idHasher {
     /// PHC algorithm identifier.
@@ -55,6 +65,7 @@ impl Argon2idHasher {
             m_cost: Self::DEFAULT_M_COST,
             t_cost: Self::DEFAULT_T_COST,
             p_cost: Self::DEFAULT_P_COST,
+            memory: std::sync::Arc::new(memory::Pool::new()),
         }
     }
 
@@ -64,6 +75,7 @@ impl Argon2idHasher {
     }
 
     fn compute(
+        &self,
         secret: &[u8],
         salt: &[u8],
         (m, t, p): (u32, u32, u32),
@@ -73,9 +85,11 @@ impl Argon2idHasher {
             .map_err(|_| HashError::UnsupportedParams("argon2 rejected the parameters"))?;
         let speed_check = speed::first_large_run(m, t);
         let started = speed_check.then(std::time::Instant::now);
+        let mut blocks = self.memory.take(params.block_count());
         let result = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(secret, salt, out)
+            .hash_password_into_with_memory(secret, salt, out, blocks.as_mut_slice())
             .map_err(|_| HashError::Backend("argon2 failed"));
+        drop(blocks); // wiped, and kept for the next run
         if let Some(started) = started {
             speed::report(m, t, started.elapsed());
         }
@@ -112,7 +126,7 @@ impl SecretHasher for Argon2idHasher {
     fn hash(&self, secret: &[u8]) -> Result<PhcHash, HashError> {
         let salt = super::fresh_salt()?;
         let mut out = Zeroizing::new([0u8; Self::OUTPUT_LEN]);
-        Self::compute(
+        self.compute(
             secret,
             &salt,
             (self.m_cost, self.t_cost, self.p_cost),
@@ -141,7 +155,7 @@ impl SecretHasher for Argon2idHasher {
             return Err(HashError::UnsupportedParams("argon2 salt or output length"));
         }
         let mut out = Zeroizing::new(vec![0u8; expected.len()]);
-        Self::compute(secret, &salt, params, &mut out)?;
+        self.compute(secret, &salt, params, &mut out)?;
         Ok(bool::from(out.ct_eq(&expected)))
     }
 
@@ -149,6 +163,119 @@ impl SecretHasher for Argon2idHasher {
         stored.algorithm() != Self::ALGORITHM
             || Self::stored_params(stored).ok() != Some((self.m_cost, self.t_cost, self.p_cost))
             || stored.hash().map(|h| h.len()).ok() != Some(Self::OUTPUT_LEN)
+    }
+}
+
+/// Argon2's working memory (19 MiB at the defaults), kept between runs instead of
+/// allocated, faulted in and freed by every one: a fresh allocation costs page faults (and
+/// a first run on a new thread a new malloc arena), which made the first hashes on fresh
+/// blocking threads about half again as slow as later ones.
+///
+/// A run takes a buffer at least as large as it needs (or allocates one), and gives it back
+/// wiped: the blocks hold secret-derived data. At most one idle buffer per CPU is kept (the
+/// keyring's hash gate runs at most that many hashes at once by default), so the memory
+/// held idle is bounded by what the gate already lets run; larger buffers than the current
+/// parameters need (after a parameter downgrade) are dropped rather than kept.
+mod memory {
+    use std::sync::Mutex;
+
+    use argon2::Block;
+    use zeroize::Zeroize;
+
+    #[derive(Debug)]
+    pub(super) struct Pool {
+        idle: Mutex<Vec<Vec<Block>>>,
+        max_idle: usize,
+    }
+
+    impl Pool {
+        pub(super) fn new() -> Self {
+            Self {
+                idle: Mutex::new(Vec::new()),
+                max_idle: std::thread::available_parallelism().map_or(1, usize::from),
+            }
+        }
+
+        /// A buffer of at least `blocks` blocks, wiped or fresh.
+        pub(super) fn take(&self, blocks: usize) -> Lease<'_> {
+            let reused = {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                let fit = idle
+                    .iter()
+                    .position(|b| b.len() >= blocks && b.len() <= 2 * blocks);
+                fit.map(|i| idle.swap_remove(i))
+            };
+            Lease {
+                pool: self,
+                blocks: Some(reused.unwrap_or_else(|| vec![Block::new(); blocks])),
+            }
+        }
+
+        fn give_back(&self, mut blocks: Vec<Block>) {
+            // Each block in place: `Vec::zeroize` would also empty the vector.
+            for block in &mut blocks {
+                block.zeroize();
+            }
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < self.max_idle {
+                idle.push(blocks);
+            }
+        }
+    }
+
+    /// A buffer in use; wiped and returned to its pool when dropped (also on a panic).
+    pub(super) struct Lease<'p> {
+        pool: &'p Pool,
+        blocks: Option<Vec<Block>>,
+    }
+
+    impl Lease<'_> {
+        pub(super) fn as_mut_slice(&mut self) -> &mut [Block] {
+            self.blocks.as_deref_mut().unwrap_or_default()
+        }
+    }
+
+    impl Drop for Lease<'_> {
+        fn drop(&mut self) {
+            if let Some(blocks) = self.blocks.take() {
+                self.pool.give_back(blocks);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn buffers_are_reused_wiped_and_kept_bounded() {
+            let pool = Pool::new();
+            let first = {
+                let mut lease = pool.take(16);
+                lease.as_mut_slice()[3] = {
+                    let mut b = Block::new();
+                    b.as_mut()[0] = 0xdead_beef;
+                    b
+                };
+                lease.blocks.as_ref().unwrap().as_ptr()
+            };
+            let mut again = pool.take(16);
+            assert_eq!(again.blocks.as_ref().unwrap().as_ptr(), first, "reused");
+            assert!(
+                again
+                    .as_mut_slice()
+                    .iter()
+                    .all(|b| b.as_ref().iter().all(|w| *w == 0)),
+                "wiped before reuse"
+            );
+            // A smaller run may use a buffer up to twice its size; a much larger one is new.
+            drop(again);
+            assert_eq!(pool.take(9).blocks.as_ref().unwrap().len(), 16);
+            assert_eq!(pool.take(4).blocks.as_ref().unwrap().len(), 4);
+            let leases: Vec<_> = (0..pool.max_idle + 3).map(|_| pool.take(16)).collect();
+            drop(leases);
+            assert!(pool.idle.lock().unwrap().len() <= pool.max_idle);
+        }
     }
 }
 
@@ -278,6 +405,7 @@ impl Argon2idBuilder {
             m_cost,
             t_cost,
             p_cost,
+            ..
         } = self.inner;
         if !(1..=Argon2idHasher::MAX_P_COST).contains(&p_cost) {
             return Err(HashError::InvalidConfig("argon2 p_cost must be 1..=8"));
