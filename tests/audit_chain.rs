@@ -405,7 +405,7 @@ fn a_failed_write_leaves_no_fragment_in_the_trail() {
     let path = dir.file();
     // The child ignores SIGXFSZ, so writes past the limit fail with EFBIG after writing
     // what fits: a short write, as on a full disk.
-    let status = std::process::Command::new("sh")
+    let child = std::process::Command::new("sh")
         .arg("-c")
         .arg(r#"trap "" XFSZ; ulimit -f 64; exec "$0" "$@""#)
         .arg(std::env::current_exe().unwrap())
@@ -416,9 +416,19 @@ fn a_failed_write_leaves_no_fragment_in_the_trail() {
             "--test-threads=1",
         ])
         .env("KEYMINT_AUDIT_FILL", &path)
-        .status()
+        // Pipes, not the inherited descriptors: the limit applies to every file the child
+        // writes, and its output may be going to a log file already past it.
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
         .unwrap();
-    assert!(status.success(), "the child failed: {status}");
+    assert!(
+        child.status.success(),
+        "the child failed: {}\n{}{}",
+        child.status,
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
     let written: u64 = std::fs::read_to_string(format!("{}.written", path.display()))
         .unwrap()
         .parse()
