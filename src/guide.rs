@@ -4,6 +4,12 @@
 #[doc = include_str!("../docs/architecture.md")]
 pub mod architecture {}
 
+#[doc = include_str!("../docs/verification.md")]
+pub mod verification {}
+
+#[doc = include_str!("../docs/peppers.md")]
+pub mod peppers {}
+
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 #[doc = include_str!("../docs/extending.md")]
