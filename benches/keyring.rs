@@ -11,6 +11,8 @@ use std::task::{Context, Poll, Waker};
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use criterion::{Criterion, criterion_group, criterion_main};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use keymint::{IssueRequest, KeyFormat, Keyring, MemoryStore, VerifyContext};
 
 fn now<F: Future>(future: F) -> F::Output {
@@ -44,16 +46,34 @@ fn bench(c: &mut Criterion) {
     let issued = now(cached.issue(IssueRequest::new("acct", "bench"))).expect("issue");
     let key = issued.key.expose_secret().to_owned();
     now(cached.verify(&key, &ctx)).expect("warm the cache");
-    c.bench_function("verify/cached", |b| {
+    let mut group = c.benchmark_group("verify_cached");
+    group.bench_function("keymint", |b| {
         b.iter(|| now(cached.verify(black_box(&key), &ctx)).expect("valid"))
     });
+    // The floor of a cached verification: one HMAC-SHA-256 of the key's bytes, with the
+    // keyed inner and outer states precomputed (as the cache keeps them).
+    let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(&[7u8; 32]).expect("any key length");
+    group.bench_function("bare_hmac_sha256_same_bytes", |b| {
+        b.iter(|| {
+            let mut mac = keyed.clone();
+            mac.update(black_box(key.as_bytes()));
+            mac.finalize().into_bytes()
+        })
+    });
+    group.finish();
 
     // Another last character: the checksum no longer matches (never the same key).
     let last = if key.ends_with('X') { 'Y' } else { 'X' };
     let garbage = format!("{}{last}", &key[..key.len() - 1]);
-    c.bench_function("verify/garbage_rejected", |b| {
+    let mut group = c.benchmark_group("verify_garbage");
+    group.bench_function("keymint", |b| {
         b.iter(|| now(cached.verify(black_box(&garbage), &ctx)).expect_err("bad checksum"))
     });
+    let format = cached.format().clone();
+    group.bench_function("bare_parse", |b| {
+        b.iter(|| format.parse(black_box(&garbage)).is_err())
+    });
+    group.finish();
 
     let mut slow = c.benchmark_group("argon2id_defaults");
     slow.sample_size(10);
@@ -86,6 +106,43 @@ fn bench(c: &mut Criterion) {
         b.iter(|| now(uncached.verify(black_box(&wrong), &ctx)).expect_err("wrong secret"))
     });
     slow.finish();
+    fresh_threads(c);
+}
+
+/// The first uncached verification on a fresh tokio runtime (new blocking threads, as after
+/// tokio retires idle ones) against one on a runtime whose threads already hashed.
+fn fresh_threads(c: &mut Criterion) {
+    let keyring = keyring(false);
+    let issued = now(keyring.issue(IssueRequest::new("acct", "bench"))).expect("issue");
+    let key = issued.key.expose_secret().to_owned();
+    let ctx = VerifyContext::new();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("runtime")
+    };
+    let mut group = c.benchmark_group("uncached_on_blocking_threads");
+    group.sample_size(10);
+    group.bench_function("fresh_runtime_first_verify", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let rt = runtime();
+                let started = std::time::Instant::now();
+                rt.block_on(keyring.verify(&key, &ctx)).expect("valid");
+                total += started.elapsed();
+                drop(rt);
+            }
+            total
+        })
+    });
+    let warm = runtime();
+    warm.block_on(keyring.verify(&key, &ctx)).expect("valid");
+    group.bench_function("steady_state", |b| {
+        b.iter(|| warm.block_on(keyring.verify(black_box(&key), &ctx)).expect("valid"))
+    });
+    group.finish();
 }
 
 /// Another secret under the same id, with a correct checksum: the CRC-32/ISO-HDLC of the
