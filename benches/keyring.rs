@@ -12,8 +12,8 @@ use std::task::{Context, Poll, Waker};
 use argon2::{Algorithm, Argon2, Params, Version};
 use criterion::{Criterion, criterion_group, criterion_main};
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use keymint::{IssueRequest, KeyFormat, Keyring, MemoryStore, VerifyContext};
+use sha2::Sha256;
 
 fn now<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
@@ -140,7 +140,10 @@ fn fresh_threads(c: &mut Criterion) {
     let warm = runtime();
     warm.block_on(keyring.verify(&key, &ctx)).expect("valid");
     group.bench_function("steady_state", |b| {
-        b.iter(|| warm.block_on(keyring.verify(black_box(&key), &ctx)).expect("valid"))
+        b.iter(|| {
+            warm.block_on(keyring.verify(black_box(&key), &ctx))
+                .expect("valid")
+        })
     });
     group.finish();
 }

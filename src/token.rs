@@ -88,6 +88,7 @@ pub struct Tokens {
     pub(crate) max_ttl: TimeDelta,
     pub(crate) parent_check_interval: TimeDelta,
     pub(crate) parent_cache_capacity: usize,
+    pub(crate) allow_browsers: bool,
 }
 
 impl Tokens {
@@ -109,6 +110,7 @@ impl Tokens {
             max_ttl: Self::DEFAULT_MAX_TTL,
             parent_check_interval: Self::DEFAULT_PARENT_CHECK_INTERVAL,
             parent_cache_capacity: 100_000,
+            allow_browsers: false,
         }
     }
 
@@ -139,6 +141,15 @@ impl Tokens {
     /// invalidation channel connects the processes.
     pub fn parent_check_interval(mut self, interval: TimeDelta) -> Self {
         self.parent_check_interval = interval;
+        self
+    }
+
+    /// Whether tokens may be used from browsers (requests with an `Origin`), although their
+    /// parents are secret keys, which are refused there (default `false`). Turn it on to
+    /// hand short-lived tokens to browser sessions: the parent key itself stays refused
+    /// from browsers.
+    pub fn allow_browsers(mut self, allow: bool) -> Self {
+        self.allow_browsers = allow;
         self
     }
 

@@ -639,3 +639,118 @@ async fn a_token_of_a_certificate_bound_key_is_bound_to_the_same_certificate() {
         "certificate_mismatch"
     );
 }
+
+#[tokio::test]
+async fn a_token_cannot_pass_a_not_requirement_its_parent_fails() {
+    let f = fixture();
+    let (_, parent) = f
+        .parent(IssueRequest::new("acct", "k").scopes(["users:read", "admin:users"]))
+        .await;
+    let no_admins: Requirement = "users:read and not admin:*".parse().unwrap();
+    let ctx = VerifyContext::new().require(&no_admins);
+    // Dropping the marker scope from a token does not shed what the parent holds.
+    let token = f
+        .token(&parent, TokenRequest::new().scopes(["users:read"]))
+        .await;
+    let err = f.keyring.verify(&token, &ctx).await.unwrap_err();
+    assert!(matches!(err, VerifyError::InsufficientScope(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_token_never_rewrites_its_parents_cached_grant() {
+    let f = fixture();
+    let issued = f.keyring.issue(rw()).await.unwrap();
+    let key = issued.key.expose_secret().to_owned();
+    let parent = f.keyring.verify(&key, &VerifyContext::new()).await.unwrap();
+    let token = f
+        .token(&parent, TokenRequest::new().scopes(["users:read"]))
+        .await;
+    // The key is metered after the token was made, with a refill every 10 minutes.
+    let refill = keymint::ratelimit::Refill::new(5, TimeDelta::minutes(10), 5).unwrap();
+    f.keyring
+        .update(
+            &issued.record.id,
+            keymint::KeyUpdate::new()
+                .remaining_uses(Some(5))
+                .refill(Some(refill)),
+        )
+        .await
+        .unwrap();
+    let write: Requirement = "users:write".parse().unwrap();
+    f.keyring
+        .verify(&key, &VerifyContext::new().require(&write))
+        .await
+        .unwrap(); // the key's own cache entry, with its full grant
+    f.clock.advance(TimeDelta::minutes(11)); // a refill is due
+    f.verify(&token).await.unwrap(); // the token's use refills the shared balance
+    f.keyring
+        .verify(&key, &VerifyContext::new().require(&write))
+        .await
+        .expect("the key keeps its own grant");
+}
+
+#[tokio::test]
+async fn rotated_parents_and_oversized_tokens_are_refused_at_derivation() {
+    let f = fixture();
+    let (key, parent) = f.parent(rw()).await;
+    f.keyring.rotate(parent.id(), None).await.unwrap();
+    // The old key still works for its grace period, but derives nothing.
+    let old = f.keyring.verify(&key, &VerifyContext::new()).await.unwrap();
+    let err = f
+        .keyring
+        .derive_token(&old, TokenRequest::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KeyringError::InvalidRequest(_)), "{err:?}");
+
+    let many: Vec<String> = (0..80)
+        .map(|i| format!("reporting_area_number_{i:03}:read_everything"))
+        .collect();
+    let (_, wide) = f
+        .parent(IssueRequest::new("acct", "wide").scopes(many.clone()))
+        .await;
+    let err = f
+        .keyring
+        .derive_token(&wide, TokenRequest::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KeyringError::InvalidRequest(_)), "{err:?}");
+    // A narrower request still works, and its token verifies.
+    let narrow = f
+        .keyring
+        .derive_token(&wide, TokenRequest::new().scopes(&many[..5]))
+        .await
+        .unwrap();
+    f.verify(narrow.token.expose_secret()).await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_work_from_browsers_only_when_allowed_and_their_parents_never_do() {
+    let signer = TokenSigningKey::generate("k1").unwrap();
+    let clock = ManualClock::default();
+    let store = MemoryStore::new();
+    for allow in [false, true] {
+        let keyring = keyring_on(
+            store.clone(),
+            &clock,
+            Tokens::new(signer.clone()).allow_browsers(allow),
+            &Audit::default(),
+        );
+        let issued = keyring.issue(rw()).await.unwrap();
+        let parent = keyring
+            .verify(issued.key.expose_secret(), &VerifyContext::new())
+            .await
+            .unwrap();
+        let token = keyring
+            .derive_token(&parent, TokenRequest::new())
+            .await
+            .unwrap();
+        let browser = VerifyContext::new().origin("https://app.example.com");
+        let from_browser = keyring.verify(token.token.expose_secret(), &browser).await;
+        assert_eq!(from_browser.is_ok(), allow, "allow_browsers({allow})");
+        assert!(matches!(
+            keyring.verify(issued.key.expose_secret(), &browser).await,
+            Err(VerifyError::SecretKeyInBrowser)
+        ));
+    }
+}

@@ -82,6 +82,11 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             ));
         }
         let record = parent.record();
+        if record.successor.is_some() {
+            return Err(KeyringError::InvalidRequest(
+                "the key was rotated: derive tokens from its successor".into(),
+            ));
+        }
         if record.remaining_uses.is_some() {
             return Err(KeyringError::InvalidRequest(
                 "a key with a use limit cannot derive tokens (tokens spend no uses)".into(),
@@ -134,6 +139,13 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             expires_at,
         );
         let token = sign(&claims, &config.signing)?;
+        if token.expose_secret().len() > crate::token::MAX_TOKEN_LEN {
+            return Err(KeyringError::InvalidRequest(format!(
+                "a token of {} scopes is longer than the {} bytes a token may be: ask for fewer",
+                claims.scopes().len(),
+                crate::token::MAX_TOKEN_LEN
+            )));
+        }
         tracing::debug!(key_id = %record.id, token_id = claims.id(), "token derived");
         self.audit(|| AuditEvent::TokenDerived {
             parent: record.id.clone(),
@@ -186,6 +198,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
     ) -> Result<(KeyId, Result<VerifiedKey, Refusal>), Refusal> {
+        // A token is cheap to check (a signature, no hash), so the failed-attempt throttle
+        // does not refuse it, like a cached key: a neighbour's failures behind a shared
+        // address must not lock valid tokens out. A forged token is counted against the
+        // client all the same (in `refuse`), so its key attempts are throttled.
         let claims = verify_offline(presented, &tokens.config).map_err(|_| Refusal::BadToken)?;
         let parent_id = claims.parent().clone();
         if now >= claims.expires_at() {
@@ -209,11 +225,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 .filter(|scope| parent.granted.covers(scope))
                 .cloned(),
         );
-        let key = Arc::new(Authenticated::new(
-            parent.record.clone(),
+        let key = Arc::new(Authenticated::derived(
+            parent,
             granted,
-            key_type.clone(),
-            parent.own_policy.clone(),
+            tokens.config.allow_browsers,
         ));
         let mut outcome = self.check_authenticated(&key, &key_type, ctx, now).await;
         self.count_usage(&key, &outcome, now).await;

@@ -225,6 +225,12 @@ pub(crate) struct Authenticated {
     /// Unix second before which no last-used write of this key can be due (a floor of the
     /// debounce's answer): a cache hit skips the debounce map until then.
     last_used_due: std::sync::atomic::AtomicI64,
+    /// For a derived token: its parent key as authenticated. `granted` is then the token's
+    /// narrower grant, and a requirement must hold for both (a `not` term checked against
+    /// the token's grant alone could pass where the parent's fails).
+    pub(crate) parent: Option<Arc<Authenticated>>,
+    /// For a derived token: whether tokens may be used from browsers.
+    pub(crate) browser_token: bool,
 }
 
 impl Authenticated {
@@ -240,7 +246,24 @@ impl Authenticated {
             key_type,
             own_policy,
             last_used_due: std::sync::atomic::AtomicI64::new(i64::MIN),
+            parent: None,
+            browser_token: false,
         }
+    }
+
+    /// A derived token of `parent` that may do what `granted` says, as far as its parent
+    /// still may.
+    #[cfg(feature = "tokens")]
+    pub(crate) fn derived(parent: Arc<Self>, granted: ScopeSet, browser_token: bool) -> Self {
+        let mut token = Self::new(
+            parent.record.clone(),
+            granted,
+            parent.key_type.clone(),
+            parent.own_policy.clone(),
+        );
+        token.parent = Some(parent);
+        token.browser_token = browser_token;
+        token
     }
 }
 
@@ -487,12 +510,19 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         {
             return Err(Refusal::ClientNotAllowed);
         }
-        check_origin(key_type, record, ctx.origin)?;
+        if !key.browser_token {
+            check_origin(key_type, record, ctx.origin)?;
+        }
         check_certificate(record, ctx.client_certificate)?;
         if let Some(requirement) = ctx.requirement {
             requirement
                 .check(&key.granted)
                 .map_err(Refusal::InsufficientScope)?;
+            if let Some(parent) = &key.parent {
+                requirement
+                    .check(&parent.granted)
+                    .map_err(Refusal::InsufficientScope)?;
+            }
         }
 
         let cost = ctx.cost.unwrap_or(1);
@@ -767,7 +797,9 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                 };
             }
             if super::refill::refill_due(current, now) {
-                let cached = (current.id == key.record.id).then_some(key);
+                // Only a key's own cache entry is refreshed, never from a token's view of
+                // it (whose grant is narrower).
+                let cached = (current.id == key.record.id && key.parent.is_none()).then_some(key);
                 self.refill_credits(&current.id, cached, now)
                     .await
                     .map_err(Refusal::StoreUnavailable)?;
