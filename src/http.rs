@@ -51,7 +51,8 @@
 //! trace layer (tower-http's `SetSensitiveRequestHeadersLayer`, applied after
 //! `TraceLayer` in `Router::layer` order) — the keymint layer removes them only for the
 //! handler. For publishable keys from browsers, put tower-http's `CorsLayer` outside the
-//! keymint layer (it answers preflights itself; the keymint layer lets them through too)
+//! keymint layer (it answers preflights itself; the keymint layer answers any that reach it
+//! with a bare 204, never calling the handler)
 //! and expose `RateLimit`, `RateLimit-Policy`, `Retry-After` and `WWW-Authenticate`.
 
 mod auth;

@@ -790,10 +790,47 @@ async fn preflights_pass_queries_need_opt_in_and_two_layers_are_refused() {
         ],
     );
     *preflight.method_mut() = http::Method::OPTIONS;
-    // No OPTIONS handler: axum answers 405, which shows the layer let it through.
+    // A GET-only route: axum answers 405 itself (route layers run for routed methods only).
     assert_eq!(
         send(&app, preflight).await.status,
         StatusCode::METHOD_NOT_ALLOWED
+    );
+    // A handler that takes any method: the layer answers the preflight itself, 204 and no
+    // body, without a key and without running the handler.
+    let ran = Arc::new(Mutex::new(0));
+    let counter = ran.clone();
+    let auth = KeyAuth::builder(f.keyring.clone()).build();
+    let any_method = Router::new().route(
+        "/purge",
+        axum::routing::any(move || {
+            let counter = counter.clone();
+            async move {
+                *counter.lock().unwrap() += 1;
+                "purged"
+            }
+        })
+        .layer(auth.layer()),
+    );
+    for origin in [Some("https://x.example"), None] {
+        let mut request = get_local("/purge", &[("access-control-request-method", "POST")]);
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        *request.method_mut() = http::Method::OPTIONS;
+        let status = send(&any_method, request).await.status;
+        let expected = if origin.is_some() {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::UNAUTHORIZED // not a browser's preflight: authenticated like any
+        };
+        assert_eq!(status, expected, "origin {origin:?}");
+    }
+    assert_eq!(
+        *ran.lock().unwrap(),
+        0,
+        "the handler never ran without a key"
     );
 
     let key = f
@@ -812,6 +849,30 @@ async fn preflights_pass_queries_need_opt_in_and_two_layers_are_refused() {
         send(&by_query, get_local(&uri, &[])).await.status,
         StatusCode::OK
     );
+    // The key is taken out of the URI the handler (and anything after the layer) sees.
+    let seen = Arc::new(Mutex::new(String::new()));
+    let record = seen.clone();
+    let auth = KeyAuth::builder(f.keyring.clone())
+        .query_parameter("api_key")
+        .unwrap()
+        .build();
+    let uri_echo = Router::new().route(
+        "/q",
+        get(move |uri: http::Uri| {
+            let record = record.clone();
+            async move {
+                *record.lock().unwrap() = uri.to_string();
+                "ok"
+            }
+        })
+        .route_layer(auth.layer()),
+    );
+    let with_more = format!("/q?a=1&api_key={}&b=2", key.expose_secret());
+    assert_eq!(
+        send(&uri_echo, get_local(&with_more, &[])).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(&*seen.lock().unwrap(), "/q?a=1&b=2");
 
     let a = send(
         &app,

@@ -27,8 +27,10 @@ const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 /// On success the [`VerifiedKey`] is in the request's extensions (and is an axum
 /// extractor with feature `axum`), the credential header is removed (unless kept), and the
 /// response carries the key's `RateLimit-Policy` and `RateLimit` fields. On refusal the
-/// inner service is not called. CORS preflights (`OPTIONS` with
-/// `Access-Control-Request-Method`) pass without a key.
+/// inner service is not called. CORS preflights (`OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`) are answered 204 without a key and without calling the
+/// inner service: put a CORS layer (tower-http's `CorsLayer`) outside this one to answer
+/// them with CORS headers.
 ///
 /// Put exactly one on each route, carrying that route's requirement: a request that meets
 /// a second one is answered 500 (it would be verified, and charged, twice).
@@ -70,11 +72,6 @@ impl KeyAuthLayer {
         &self,
         req: &mut Request<B>,
     ) -> Result<Option<VerifiedKey>, Rejection> {
-        if req.method() == Method::OPTIONS
-            && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
-        {
-            return Ok(None);
-        }
         if req.extensions().get::<VerifiedKey>().is_some() {
             self.auth.warn_misconfigured(req);
             return Err(Rejection::Misconfigured);
@@ -137,8 +134,51 @@ impl KeyAuthLayer {
                 headers.remove(name);
             }
         }
+        if let Some(param) = &inner.sources.query
+            && !inner.keep_credential
+            && let Some(stripped) = without_query_parameter(req.uri(), param)
+        {
+            *req.uri_mut() = stripped;
+        }
         Ok(Some(verified))
     }
+}
+
+/// A CORS preflight: `OPTIONS` from a browser (`Origin`) asking about a method. It carries
+/// no credentials by design.
+fn is_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        && req.headers().contains_key(ORIGIN)
+}
+
+/// The layer's own answer to a preflight: 204 and nothing else. The inner service is not
+/// called (it could be any handler, run without a key); CORS headers come from a CORS layer
+/// outside this one, which answers preflights itself before they get here.
+fn preflight_answer<B: From<String>>() -> Response<B> {
+    let mut response = Response::new(B::from(String::new()));
+    *response.status_mut() = http::StatusCode::NO_CONTENT;
+    response
+}
+
+/// `uri` without query parameter `param` (the key, once read), so that neither the handler
+/// nor anything logging the URI after this layer sees it; `None` when it has no such
+/// parameter.
+fn without_query_parameter(uri: &http::Uri, param: &str) -> Option<http::Uri> {
+    let query = uri.query()?;
+    let is_param = |pair: &&str| pair.split('=').next() == Some(param);
+    if !query.split('&').any(|pair| is_param(&pair)) {
+        return None;
+    }
+    let kept: Vec<&str> = query.split('&').filter(|pair| !is_param(pair)).collect();
+    let path_and_query = if kept.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
 }
 
 /// Left in the extensions of a request a layer let through without a key (an optional
@@ -220,6 +260,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
+            if is_preflight(&req) {
+                return Ok(preflight_answer());
+            }
             match layer.authenticate(&mut req).await {
                 Ok(verified) => {
                     let headers = verified.as_ref().and_then(VerifiedKey::rate_limit_headers);
