@@ -98,6 +98,7 @@ pub(crate) struct AuthInner {
     pub(crate) environment: Option<Environment>,
     pub(crate) keep_credential: bool,
     misconfigured_warned: AtomicBool,
+    local_proxy_warned: AtomicBool,
 }
 
 impl fmt::Debug for KeyAuth {
@@ -192,6 +193,21 @@ impl KeyAuth {
 
     pub(crate) async fn sent_in_clear(&self, presented: &str, client: Option<IpAddr>) {
         self.inner.verifier.sent_in_clear(presented, client).await;
+    }
+
+    /// Logs, once, that loopback traffic carries forwarding headers while no proxy is
+    /// trusted (a same-host proxy nobody configured). Answers whether it logged.
+    pub(crate) fn warn_untrusted_local_proxy(&self) -> bool {
+        let first = !self.inner.local_proxy_warned.swap(true, Ordering::Relaxed);
+        if first {
+            tracing::warn!(
+                "requests from loopback carry Forwarded/X-Forwarded-* headers, but no proxy is \
+                 trusted: if a proxy on this host forwards your traffic, configure \
+                 KeyAuth::builder(..).trusted_proxies([\"127.0.0.1/32\".parse()?]); until then \
+                 plain HTTP passes as local development and all clients share one address"
+            );
+        }
+        first
     }
 
     /// Logs, once, that a request met two keymint layers.
@@ -365,6 +381,7 @@ impl KeyAuthBuilder {
                 environment: self.environment,
                 keep_credential: self.keep_credential,
                 misconfigured_warned: AtomicBool::new(false),
+                local_proxy_warned: AtomicBool::new(false),
             }),
         }
     }

@@ -91,6 +91,9 @@ impl KeyAuthLayer {
         let reached = inner.trust.judge(req).map_err(|_| {
             Rejection::InvalidRequest("a forwarding header from a trusted proxy is unreadable")
         })?;
+        if reached.untrusted_local_proxy {
+            self.auth.warn_untrusted_local_proxy();
+        }
         if reached.plain_refused {
             self.auth.sent_in_clear(&presented, reached.client).await;
             return Err(Rejection::PlainHttp);

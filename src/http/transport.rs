@@ -42,6 +42,10 @@ pub(crate) struct Reached {
     pub(crate) via_proxy: bool,
     /// Plain HTTP that the configuration refuses for keys.
     pub(crate) plain_refused: bool,
+    /// A loopback peer that is no trusted proxy sent forwarding headers: most likely a proxy
+    /// on the same host that nobody configured (then plain HTTP passes as local
+    /// development, and every client shares the loopback address).
+    pub(crate) untrusted_local_proxy: bool,
 }
 
 /// Which forwarding headers the trusted proxies write. Only that kind is read: a header of
@@ -124,11 +128,16 @@ impl Trust {
         let loopback = !via_proxy && peer.is_some_and(|p| p.ip().to_canonical().is_loopback());
         let exempt = self.allow_plain_http || (self.loopback_exempt && loopback);
         let plain_refused = !secure && !exempt;
+        let untrusted_local_proxy = loopback
+            && [&FORWARDED, &X_FORWARDED_FOR, &X_FORWARDED_PROTO]
+                .iter()
+                .any(|name| req.headers().contains_key(*name));
         Ok(Reached {
             client: client.map(|ip| ip.to_canonical()),
             secure,
             via_proxy,
             plain_refused,
+            untrusted_local_proxy,
         })
     }
 
@@ -441,5 +450,39 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(internal.client, Some("10.9.9.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_same_host_proxy_nobody_trusts_is_noticed() {
+        let forwarded = [("x-forwarded-for", "198.51.100.7")];
+        let untrusted = Trust::default()
+            .judge(&request("127.0.0.1:5000", &forwarded))
+            .unwrap();
+        assert!(untrusted.untrusted_local_proxy);
+        assert_eq!(untrusted.client, Some("127.0.0.1".parse().unwrap()));
+        let plain_local = Trust::default()
+            .judge(&request("127.0.0.1:5000", &[]))
+            .unwrap();
+        assert!(
+            !plain_local.untrusted_local_proxy,
+            "local development sends no such header"
+        );
+        let remote = Trust::default()
+            .judge(&request("203.0.113.9:5000", &forwarded))
+            .unwrap();
+        assert!(
+            !remote.untrusted_local_proxy,
+            "a remote client's own headers say nothing"
+        );
+        let trusted = Trust {
+            proxies: vec!["127.0.0.0/8".parse().unwrap()],
+            ..Trust::default()
+        };
+        assert!(
+            !trusted
+                .judge(&request("127.0.0.1:5000", &forwarded))
+                .unwrap()
+                .untrusted_local_proxy
+        );
     }
 }

@@ -158,8 +158,20 @@ impl HashGate {
     /// Waits for a slot, or refuses at once when `concurrency + max_waiting` verifications
     /// are already inside.
     pub(crate) async fn enter(&self) -> Result<Slot, GateError> {
+        self.enter_with(false).await
+    }
+
+    /// Waits for a slot even when the waiting room is full, for work that must not be
+    /// turned away by a flood of forged keys (confirming a leak report): it still runs only
+    /// when a hashing slot is free, so the bound on concurrent work holds. The caller
+    /// bounds how long it waits, and how many such callers there are.
+    pub(crate) async fn enter_priority(&self) -> Result<Slot, GateError> {
+        self.enter_with(true).await
+    }
+
+    async fn enter_with(&self, priority: bool) -> Result<Slot, GateError> {
         let before = self.inner.inside.fetch_add(1, Ordering::AcqRel);
-        if before >= self.inner.capacity {
+        if before >= self.inner.capacity && !priority {
             self.inner.inside.fetch_sub(1, Ordering::AcqRel);
             return Err(GateError::Overloaded);
         }

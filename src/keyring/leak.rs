@@ -44,16 +44,22 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
     /// # }
     /// ```
     ///
+    /// It waits for a place on the uncached path even when the waiting room is full (a
+    /// flood of forged keys must not hold off a leak's revocation), in turn behind those
+    /// already waiting; bound it with a timeout of your own if you need an answer sooner.
+    ///
     /// # Errors
-    /// When the answer is unknown: [`VerifyError::StoreUnavailable`],
-    /// [`VerifyError::Overloaded`] (the uncached path is full) or [`VerifyError::Internal`]
-    /// (an unreadable stored hash). Ask again later; never treat these as "not a key".
+    /// When the answer is unknown: [`VerifyError::StoreUnavailable`] or
+    /// [`VerifyError::Internal`] (an unreadable stored hash). Ask again later; never treat
+    /// these as "not a key".
     pub async fn confirm_secret(&self, presented: &str) -> Result<Option<KeyRecord>, VerifyError> {
         let Ok((parsed, _key_type)) = self.inner.types.parse_shared(presented) else {
             return Ok(None);
         };
         // No client to throttle: the caller authenticated the report itself.
-        match self.lookup_and_check(&parsed, None, None).await {
+        // A flood of forged keys must not hold off a leak's revocation: this waits for a
+        // hashing slot however full the waiting room is (it still runs only in a free slot).
+        match self.lookup_and_check(&parsed, None, None, true).await {
             Ok((record, _secret, _needs_rehash)) => Ok(Some(record)),
             Err(refusal) if refusal.is_authentication_failure() => Ok(None),
             Err(

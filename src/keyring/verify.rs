@@ -279,6 +279,11 @@ pub struct VerifiedKey {
 
 impl VerifiedKey {
     /// The key's record (as of the last store read; may be up to the cache TTL old).
+    ///
+    /// For a derived token this is its *parent's* record, with the parent's full scopes and
+    /// roles: what the token may do is [`scopes`](Self::scopes). Check
+    /// [`token`](Self::token) before letting a request manage "its own" key by
+    /// [`id`](Self::id): a token must not act as its parent.
     pub fn record(&self) -> &KeyRecord {
         &self.key.record
     }
@@ -593,7 +598,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 
         let reservation = self.throttle_reserve(ctx)?;
         let (record, secret, needs_rehash) =
-            Box::pin(self.lookup_and_check(parsed, Some(key_type), reservation)).await?;
+            Box::pin(self.lookup_and_check(parsed, Some(key_type), reservation, false)).await?;
         if needs_rehash {
             Box::pin(self.rehash(record.clone(), secret)).await;
         }
@@ -631,10 +636,16 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         parsed: &ParsedKey<'_>,
         bind_to: Option<&Arc<KeyType>>,
         reservation: Option<Reservation>,
+        priority: bool,
     ) -> Result<(KeyRecord, Zeroizing<String>, bool), Refusal> {
         use std::sync::atomic::Ordering;
         let failures_before = self.inner.store_failures.load(Ordering::Acquire);
-        let slot = self.inner.gate.enter().await.map_err(gate_refusal)?;
+        let slot = if priority {
+            self.inner.gate.enter_priority().await
+        } else {
+            self.inner.gate.enter().await
+        }
+        .map_err(gate_refusal)?;
         // During an outage every slot holder waits out the store's timeout; without this, a
         // verification queued behind them would wait for its turn and then for its own
         // timeout too (one more timeout per round of the queue). A lookup that failed while

@@ -337,3 +337,51 @@ async fn a_cancelled_lookup_keeps_its_slot_while_the_store_still_works() {
     assert_eq!(store.calls(StoreOp::Get), 1);
     store.release();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_keys_cannot_hold_off_confirming_a_leak() {
+    let store = FaultyStore::new(MemoryStore::new());
+    let keyring = Keyring::builder(KeyFormat::new("sk_test").unwrap(), store.clone())
+        .hashes(fast_hashes())
+        .uncached_concurrency(1, 0)
+        .build()
+        .unwrap();
+    let leaked = keyring
+        .issue(keymint::IssueRequest::new("acct", "leaked"))
+        .await
+        .unwrap();
+    // The only place is held by a forged key whose lookup is slow; the waiting room (none)
+    // is full, so verifications are refused...
+    store.inject(StoreOp::Get, Fault::Pause);
+    let forged = keyring.format().generate().unwrap();
+    let holder = {
+        let keyring = keyring.clone();
+        tokio::spawn(async move {
+            keyring
+                .verify(forged.expose_secret(), &ctx())
+                .await
+                .map(|_| ())
+        })
+    };
+    store.wait_paused().await;
+    let another = keyring.format().generate().unwrap();
+    assert!(matches!(
+        keyring.verify(another.expose_secret(), &ctx()).await,
+        Err(VerifyError::Overloaded)
+    ));
+    // ...but confirming a leak waits for the place instead of failing.
+    let confirm = {
+        let keyring = keyring.clone();
+        let key = leaked.key.expose_secret().to_owned();
+        tokio::spawn(async move { keyring.confirm_secret(&key).await })
+    };
+    tokio::task::yield_now().await;
+    store.release();
+    let confirmed = tokio::time::timeout(Duration::from_secs(5), confirm)
+        .await
+        .expect("confirmed in time")
+        .unwrap()
+        .expect("no overload error");
+    assert_eq!(confirmed.map(|r| r.id), Some(leaked.record.id));
+    assert!(matches!(holder.await.unwrap(), Err(VerifyError::Invalid)));
+}
