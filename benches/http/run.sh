@@ -37,9 +37,10 @@ declare -a P B G R
 rps "http://127.0.0.1:$protected/v1/hello" "Authorization: Bearer $key" >/dev/null
 for i in $(seq 1 "$ROUNDS"); do
   P+=("$(rps "http://127.0.0.1:$protected/v1/hello" "Authorization: Bearer $key")")
-  B+=("$(rps "http://127.0.0.1:$bare/v1/hello")")
+  # The bare servers get the same header (and ignore it): both sides parse the same bytes.
+  B+=("$(rps "http://127.0.0.1:$bare/v1/hello" "Authorization: Bearer $key")")
   G+=("$(rps "http://127.0.0.1:$protected/v1/hello" "Authorization: Bearer sk_live_garbage")")
-  R+=("$(rps "http://127.0.0.1:$refuse/v1/hello")")
+  R+=("$(rps "http://127.0.0.1:$refuse/v1/hello" "Authorization: Bearer sk_live_garbage")")
   echo "round $i: protected ${P[-1]}  bare ${B[-1]}  garbage ${G[-1]}  bare-401 ${R[-1]}"
 done
 mp=$(printf '%s\n' "${P[@]}" | median); mb=$(printf '%s\n' "${B[@]}" | median)
