@@ -42,9 +42,17 @@ struct Entry {
     fresh_until: DateTime<Utc>,
 }
 
+/// How far before its insertion an entry still counts as fresh. The system clock's fast
+/// path reads each core's time-stamp counter, and on virtual machines the counters of two
+/// cores can disagree by microseconds: a hit on one core just after an insert on another
+/// must not read as a clock stepped back, or every such hit would miss and hash again.
+const CLOCK_SKEW: TimeDelta = TimeDelta::seconds(1);
+
 impl Entry {
+    /// Fresh from (just before) its insertion until its TTL has passed. A clock stepped back
+    /// further than the skew makes the entry stale rather than fresh for longer.
     fn fresh_at(&self, now: DateTime<Utc>) -> bool {
-        now >= self.cached_at && now < self.fresh_until
+        now < self.fresh_until && now + CLOCK_SKEW >= self.cached_at
     }
 }
 
@@ -195,5 +203,51 @@ impl std::fmt::Debug for VerifiedCache {
             .field("capacity", &self.capacity)
             .field("entries", &self.entries.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::KeyRecord;
+
+    fn entry(cached_at: DateTime<Utc>, ttl: TimeDelta) -> Entry {
+        let format = crate::format::KeyFormat::new("sk_live").unwrap_or_else(|_| unreachable!());
+        let key = format.generate().unwrap_or_else(|_| unreachable!());
+        let hash = crate::hash::PhcHash::new("$hmac-sha256$kid=a$c2FsdA$aGFzaA")
+            .unwrap_or_else(|_| unreachable!());
+        let record = KeyRecord::new(
+            key.id().clone(),
+            hash,
+            format.prefix().clone(),
+            key.hint(),
+            "owner".to_owned(),
+            crate::record::KeyAttributes::default(),
+            cached_at,
+        );
+        let key_type = super::super::KeyType::secret("sk_live", crate::record::Environment::live())
+            .unwrap_or_else(|_| unreachable!());
+        Entry {
+            digest: [0; 32],
+            key: Arc::new(Authenticated::new(
+                record,
+                crate::scope::ScopeSet::default(),
+                Arc::new(key_type),
+                None,
+            )),
+            cached_at,
+            fresh_until: cached_at + ttl,
+        }
+    }
+
+    #[test]
+    fn an_entry_read_on_a_core_whose_clock_lags_is_still_fresh() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let e = entry(at, TimeDelta::seconds(30));
+        // Another core's counter a few microseconds behind the inserting one's.
+        assert!(e.fresh_at(at - TimeDelta::microseconds(40)));
+        assert!(e.fresh_at(at + TimeDelta::seconds(29)));
+        assert!(!e.fresh_at(at + TimeDelta::seconds(30)), "the TTL ends it");
+        assert!(!e.fresh_at(at - TimeDelta::minutes(5)), "a clock stepped back is stale");
     }
 }
