@@ -6,7 +6,12 @@
 //! `#[ignore]`d (it runs for `KEYMINT_SOAK_SECS`, default 20 s): `.ci/run` runs it with the
 //! server-backed tests.
 #![cfg(feature = "axum")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation
+)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
