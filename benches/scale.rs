@@ -86,9 +86,10 @@ fn memory() {
 
 fn listing() {
     let store = MemoryStore::new();
-    let hash = HashPolicy::new(HmacSha256Hasher::new("b1", Pepper::new([7u8; 32]).unwrap()).unwrap())
-        .hash(b"synthetic")
-        .unwrap();
+    let hash =
+        HashPolicy::new(HmacSha256Hasher::new("b1", Pepper::new([7u8; 32]).unwrap()).unwrap())
+            .hash(b"synthetic")
+            .unwrap();
     let format = KeyFormat::new("sk_live").unwrap();
     let mut ids = Vec::with_capacity(KEYS);
     for _ in 0..KEYS {
@@ -141,8 +142,7 @@ fn threads() {
     let keyring = fast_keyring(MemoryStore::new());
     let keys: Vec<String> = (0..2)
         .map(|i| {
-            let issued =
-                now(keyring.issue(IssueRequest::new(format!("acct_{i}"), "k"))).unwrap();
+            let issued = now(keyring.issue(IssueRequest::new(format!("acct_{i}"), "k"))).unwrap();
             let key = issued.key.expose_secret().to_owned();
             now(keyring.verify(&key, &VerifyContext::new())).unwrap();
             key
@@ -286,7 +286,10 @@ fn scan() {
 }
 
 fn main() {
-    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
     if run("threads") {
         threads();

@@ -130,7 +130,8 @@ async fn the_example_server_under_a_mixed_load_answers_as_expected_with_flat_mem
     }
     let mut limited = Vec::new();
     for i in 0..20 {
-        let body = json!({"name": format!("l{i}"), "rate_limit": {"limit": 1, "period_secs": 3600}});
+        let body =
+            json!({"name": format!("l{i}"), "rate_limit": {"limit": 1, "period_secs": 3600}});
         limited.push(create(body).await.0);
     }
     let format = keymint::KeyFormat::new("sk_live").unwrap();
@@ -156,13 +157,19 @@ async fn the_example_server_under_a_mixed_load_answers_as_expected_with_flat_mem
                     let (valid, revoked, limited, unknown) = &*keys;
                     let (class, key) = match rng.below(10) {
                         0..=4 => (Class::Valid, valid[rng.below(valid.len())].clone()),
-                        5 => (Class::Garbage, format!("sk_live_{}", "x".repeat(rng.below(60)))),
+                        5 => (
+                            Class::Garbage,
+                            format!("sk_live_{}", "x".repeat(rng.below(60))),
+                        ),
                         6 => (Class::Unknown, unknown[rng.below(unknown.len())].clone()),
                         7 => (Class::Revoked, revoked[rng.below(revoked.len())].clone()),
                         8 => (Class::OverLimit, limited[rng.below(limited.len())].clone()),
                         _ => (Class::Cancelled, valid[rng.below(valid.len())].clone()),
                     };
-                    let request = http.get(format!("{base}/v1/hello")).bearer_auth(&key).send();
+                    let request = http
+                        .get(format!("{base}/v1/hello"))
+                        .bearer_auth(&key)
+                        .send();
                     let sent = Instant::now();
                     if class == Class::Cancelled {
                         // The client gives up almost at once: the server must not care.
@@ -216,7 +223,13 @@ async fn the_example_server_under_a_mixed_load_answers_as_expected_with_flat_mem
             );
         }
     }
-    for class in [Class::Valid, Class::Garbage, Class::Unknown, Class::Revoked, Class::OverLimit] {
+    for class in [
+        Class::Valid,
+        Class::Garbage,
+        Class::Unknown,
+        Class::Revoked,
+        Class::OverLimit,
+    ] {
         assert!(
             statuses.keys().any(|(c, _)| *c == class),
             "no {class:?} request was made"

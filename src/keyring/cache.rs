@@ -248,6 +248,9 @@ mod tests {
         assert!(e.fresh_at(at - TimeDelta::microseconds(40)));
         assert!(e.fresh_at(at + TimeDelta::seconds(29)));
         assert!(!e.fresh_at(at + TimeDelta::seconds(30)), "the TTL ends it");
-        assert!(!e.fresh_at(at - TimeDelta::minutes(5)), "a clock stepped back is stale");
+        assert!(
+            !e.fresh_at(at - TimeDelta::minutes(5)),
+            "a clock stepped back is stale"
+        );
     }
 }

@@ -5,7 +5,6 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::events::FailureReason;
-use crate::format::ParseError;
 use crate::hash::HashError;
 use crate::keyring::VerifyError;
 use crate::ratelimit::RateLimitDenial;
@@ -16,8 +15,6 @@ use crate::store::StoreError;
 
 #[derive(Debug)]
 pub(crate) enum Refusal {
-    Malformed(ParseError),
-    UnknownPrefix,
     NotFound,
     WrongSecret,
     /// The secret matched a record stored under another prefix.
@@ -69,17 +66,8 @@ impl Refusal {
         }
     }
 
-    pub(crate) fn from_parse(error: ParseError) -> Self {
-        match error {
-            ParseError::PrefixMismatch => Self::UnknownPrefix,
-            other => Self::Malformed(other),
-        }
-    }
-
     pub(crate) fn reason(&self) -> FailureReason {
         match self {
-            Self::Malformed(_) => FailureReason::Malformed,
-            Self::UnknownPrefix => FailureReason::UnknownPrefix,
             Self::NotFound => FailureReason::NotFound,
             Self::WrongSecret => FailureReason::WrongSecret,
             Self::WrongPrefix => FailureReason::WrongPrefix,
@@ -114,9 +102,7 @@ impl Refusal {
     pub(crate) fn is_authentication_failure(&self) -> bool {
         matches!(
             self,
-            Self::Malformed(_)
-                | Self::UnknownPrefix
-                | Self::NotFound
+            Self::NotFound
                 | Self::WrongSecret
                 | Self::WrongPrefix
                 | Self::WrongType
@@ -142,8 +128,6 @@ impl Refusal {
     /// The [`VerifyError::code`] that [`into_error`](Self::into_error) will have.
     pub(crate) fn code(&self) -> &'static str {
         match self {
-            Self::Malformed(_) => "malformed",
-            Self::UnknownPrefix => "unknown_prefix",
             Self::NotFound
             | Self::WrongSecret
             | Self::WrongPrefix
@@ -175,8 +159,6 @@ impl Refusal {
 
     pub(crate) fn into_error(self) -> VerifyError {
         match self {
-            Self::Malformed(e) => VerifyError::Malformed(e),
-            Self::UnknownPrefix => VerifyError::UnknownPrefix,
             Self::NotFound
             | Self::WrongSecret
             | Self::WrongPrefix

@@ -10,7 +10,7 @@ use super::hash_gate::{GateError, run_blocking, run_detached, spawn_or_run};
 use super::key_type::KeyType;
 use super::refusal::Refusal;
 use super::throttle::Reservation;
-use super::{AuditEvent, Keyring};
+use super::{AuditEvent, FailureReason, Keyring};
 use crate::certificate::ClientCertificate;
 use crate::clock::Clock as _;
 use crate::format::{KeyId, ParsedKey};
@@ -372,9 +372,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let (parsed, key_type) = match self.inner.types.parse_shared(presented) {
             Ok(found) => found,
             Err(e) => {
-                // Garbage costs the parse and no clock reading unless something records it.
-                let now = self.now_if_recorded();
-                let error = self.refuse(None, Refusal::from_parse(e), ctx, now);
+                let error = self.refuse_unparsed(e, ctx);
                 self.inner.metrics.verification(
                     error.code(),
                     VerifyPath::Rejected,
@@ -413,14 +411,35 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         DateTime::from_timestamp_nanos(self.inner.clock.now_unix_nanos())
     }
 
-    /// The time, when a refusal before any lookup is recorded somewhere that wants it (an
-    /// audit sink, or the failed-attempt throttle's warnings): else the epoch, unread.
-    fn now_if_recorded(&self) -> DateTime<Utc> {
-        if self.inner.audit.is_some() || self.inner.throttle.is_some() {
-            self.now()
-        } else {
-            DateTime::UNIX_EPOCH
+    /// [`refuse`](Self::refuse) for a string that is no key at all, the commonest refusal
+    /// under a flood: charged to the throttle, logged at debug, audited if a sink listens,
+    /// with no clock reading unless the audit needs one.
+    #[cold]
+    fn refuse_unparsed(
+        &self,
+        error: crate::format::ParseError,
+        ctx: &VerifyContext<'_>,
+    ) -> VerifyError {
+        if let Some(throttle) = &self.inner.throttle {
+            throttle.charge(ctx.client_ip);
         }
+        let (error, reason) = match error {
+            crate::format::ParseError::PrefixMismatch => {
+                (VerifyError::UnknownPrefix, FailureReason::UnknownPrefix)
+            }
+            other => (VerifyError::Malformed(other), FailureReason::Malformed),
+        };
+        tracing::debug!(reason = error.code(), "api key refused");
+        if self.inner.audit.is_some() {
+            let at = self.now();
+            self.audit(|| AuditEvent::VerificationFailed {
+                id: None,
+                reason,
+                client_ip: ctx.client_ip,
+                at,
+            });
+        }
+        error
     }
 
     /// A clock reading for the verification-duration metric: none without the `metrics`
@@ -923,12 +942,10 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         ctx: &VerifyContext<'_>,
         now: DateTime<Utc>,
     ) -> VerifyError {
-        // Refusals before the expensive path are charged here; the expensive path charged
-        // its reservation already.
-        if matches!(
-            refusal,
-            Refusal::Malformed(_) | Refusal::UnknownPrefix | Refusal::BadToken
-        ) && let Some(throttle) = &self.inner.throttle
+        // A forged token is charged here (keys that do not parse are charged in
+        // `refuse_unparsed`; the expensive path charged its reservation already).
+        if matches!(refusal, Refusal::BadToken)
+            && let Some(throttle) = &self.inner.throttle
         {
             throttle.charge(ctx.client_ip);
         }
