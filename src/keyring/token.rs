@@ -263,15 +263,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
                     .get_shared(record.prefix.as_str())
                     .ok_or(Refusal::BadToken)?
                     .clone();
-                let granted = self
-                    .inner
-                    .roles
-                    .resolve(&record.attributes.scopes, &record.attributes.roles);
-                let own_policy = record
-                    .attributes
-                    .rate_limit
-                    .map(|limit| Arc::new(limit.policy()));
-                let parent = Arc::new(Authenticated::new(record, granted, key_type, own_policy));
+                let parent = Arc::new(self.authenticated(record, key_type));
                 tokens.parents.insert(read_at, PARENT, parent.clone(), now);
                 parent
             }

@@ -621,6 +621,16 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         if needs_rehash {
             Box::pin(self.rehash(record.clone(), secret)).await;
         }
+        let key = Arc::new(self.authenticated(record, key_type.clone()));
+        if let (Some(cache), Some(digest)) = (&self.inner.cache, digest) {
+            cache.insert(generation, digest, key.clone(), now);
+        }
+        Ok(key)
+    }
+
+    /// A record that passed the secret check, with its roles resolved to scopes and its
+    /// own rate limit built as a policy, once.
+    pub(super) fn authenticated(&self, record: KeyRecord, key_type: Arc<KeyType>) -> Authenticated {
         let granted = self
             .inner
             .roles
@@ -629,16 +639,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             .attributes
             .rate_limit
             .map(|limit| Arc::new(limit.policy()));
-        let key = Arc::new(Authenticated::new(
-            record,
-            granted,
-            key_type.clone(),
-            own_policy,
-        ));
-        if let (Some(cache), Some(digest)) = (&self.inner.cache, digest) {
-            cache.insert(generation, digest, key.clone(), now);
-        }
-        Ok(key)
+        Authenticated::new(record, granted, key_type, own_policy)
     }
 
     /// The store lookup and the constant-time secret check, bounded together by the hash
