@@ -53,12 +53,19 @@ impl Clock for SystemClock {
 }
 
 /// Wall time from the quanta clock plus an offset re-anchored to `SystemTime` each second.
+///
+/// The counter can also move backwards (a resume from suspend resets it; so can a virtual
+/// machine's snapshot restore or migration): a reading more than one anchoring interval
+/// behind the last one, or below the origin, re-reads the system clock and starts again from
+/// it, so the fast path never reports a time frozen in the past. Authorization decisions
+/// (expiry, not-before, grace periods) rest on it.
 struct FastWall {
     clock: quanta::Clock,
-    /// Raw counter value at creation: readings are nanoseconds since it.
-    origin: u64,
+    /// Raw counter value readings are measured from (reset when the counter falls below it).
+    origin: AtomicU64,
     /// Wall-clock nanoseconds minus nanoseconds since `origin`, as of the last anchoring.
-    /// One word, so readers never see half of an update.
+    /// One word, so readers never see half of an update; stored before `origin` on a rebase
+    /// (release/acquire), so a reader that sees a new origin sees its offset.
     offset: AtomicI64,
     /// Nanoseconds since `origin` at which to re-anchor.
     next_anchor: AtomicU64,
@@ -69,11 +76,14 @@ const ANCHOR_EVERY_NS: u64 = 1_000_000_000;
 
 impl FastWall {
     fn new() -> Self {
-        let clock = quanta::Clock::new();
+        Self::with(quanta::Clock::new())
+    }
+
+    fn with(clock: quanta::Clock) -> Self {
         let origin = clock.raw();
         Self {
             clock,
-            origin,
+            origin: AtomicU64::new(origin),
             offset: AtomicI64::new(system_nanos()),
             next_anchor: AtomicU64::new(ANCHOR_EVERY_NS),
         }
@@ -81,12 +91,19 @@ impl FastWall {
 
     #[inline]
     fn now(&self) -> i64 {
-        let since = self.clock.delta_as_nanos(self.origin, self.clock.raw());
-        if since >= self.next_anchor.load(Ordering::Relaxed) {
+        let raw = self.clock.raw();
+        let origin = self.origin.load(Ordering::Acquire);
+        if raw < origin {
+            return self.rebase(raw);
+        }
+        let since = self.clock.delta_as_nanos(origin, raw);
+        let next = self.next_anchor.load(Ordering::Relaxed);
+        // Past the interval, or back by more than one: read the system clock again.
+        if since >= next || since.saturating_add(ANCHOR_EVERY_NS) < next {
             self.anchor(since);
         }
         let since = i64::try_from(since).unwrap_or(i64::MAX);
-        since.saturating_add(self.offset.load(Ordering::Relaxed))
+        since.saturating_add(self.offset.load(Ordering::Acquire))
     }
 
     /// Re-reads the system clock. Racing re-anchorings each store a consistent offset (one
@@ -96,7 +113,18 @@ impl FastWall {
         self.next_anchor
             .store(since.saturating_add(ANCHOR_EVERY_NS), Ordering::Relaxed);
         let offset = system_nanos().saturating_sub(i64::try_from(since).unwrap_or(i64::MAX));
-        self.offset.store(offset, Ordering::Relaxed);
+        self.offset.store(offset, Ordering::Release);
+    }
+
+    /// The counter fell below the origin: start again from `raw`, answering the system
+    /// clock itself for this reading.
+    #[cold]
+    fn rebase(&self, raw: u64) -> i64 {
+        let now = system_nanos();
+        self.offset.store(now, Ordering::Release);
+        self.next_anchor.store(ANCHOR_EVERY_NS, Ordering::Relaxed);
+        self.origin.store(raw, Ordering::Release);
+        now
     }
 }
 
@@ -304,5 +332,28 @@ mod tests {
             assert!(t >= last - 1_000_000, "{last} then {t}");
             last = t;
         }
+    }
+
+    #[test]
+    fn the_fast_clock_follows_a_counter_that_jumps_backwards() {
+        let (clock, mock) = quanta::Clock::mock();
+        mock.increment(std::time::Duration::from_secs(3600));
+        let wall = FastWall::with(clock);
+        let close = |reading: i64| (reading - system_nanos()).abs() < 5_000_000_000;
+        mock.increment(std::time::Duration::from_secs(10));
+        assert!(
+            close(wall.now()),
+            "ten seconds on: re-anchored to the system clock"
+        );
+        // The counter resets (a resume from suspend): below the origin.
+        mock.decrement(std::time::Duration::from_secs(3000));
+        assert!(close(wall.now()), "not frozen at the process start");
+        mock.increment(std::time::Duration::from_millis(500));
+        assert!(close(wall.now()));
+        // Back by more than an interval, but above the origin.
+        mock.increment(std::time::Duration::from_secs(20));
+        assert!(close(wall.now()));
+        mock.decrement(std::time::Duration::from_secs(15));
+        assert!(close(wall.now()), "a backwards jump re-anchors");
     }
 }

@@ -85,7 +85,12 @@ impl Argon2idHasher {
             .map_err(|_| HashError::UnsupportedParams("argon2 rejected the parameters"))?;
         let speed_check = speed::first_large_run(m, t);
         let started = speed_check.then(std::time::Instant::now);
-        let mut blocks = self.memory.take(params.block_count());
+        // Buffers larger than twice this hasher's own need (after verifying an old record
+        // with a larger memory cost) are not kept.
+        let own = usize::try_from(self.m_cost).unwrap_or(usize::MAX);
+        let mut blocks = self
+            .memory
+            .take(params.block_count(), own.saturating_mul(2));
         let result = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
             .hash_password_into_with_memory(secret, salt, out, blocks.as_mut_slice())
             .map_err(|_| HashError::Backend("argon2 failed"));
@@ -173,9 +178,10 @@ impl SecretHasher for Argon2idHasher {
 ///
 /// A run takes a buffer at least as large as it needs (or allocates one), and gives it back
 /// wiped: the blocks hold secret-derived data. At most one idle buffer per CPU is kept (the
-/// keyring's hash gate runs at most that many hashes at once by default), so the memory
-/// held idle is bounded by what the gate already lets run; larger buffers than the current
-/// parameters need (after a parameter downgrade) are dropped rather than kept.
+/// keyring's hash gate runs at most that many hashes at once by default), none larger than
+/// twice the hasher's own memory cost (a verification of an old record with a larger cost
+/// allocates and frees its buffer as before), so the memory held idle is bounded by what
+/// the gate already lets run.
 mod memory {
     use std::sync::Mutex;
 
@@ -196,8 +202,9 @@ mod memory {
             }
         }
 
-        /// A buffer of at least `blocks` blocks, wiped or fresh.
-        pub(super) fn take(&self, blocks: usize) -> Lease<'_> {
+        /// A buffer of at least `blocks` blocks, wiped or fresh; given back to the pool only
+        /// if it holds at most `keep_up_to` blocks.
+        pub(super) fn take(&self, blocks: usize, keep_up_to: usize) -> Lease<'_> {
             let reused = {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
                 let fit = idle
@@ -208,13 +215,17 @@ mod memory {
             Lease {
                 pool: self,
                 blocks: Some(reused.unwrap_or_else(|| vec![Block::new(); blocks])),
+                keep_up_to,
             }
         }
 
-        fn give_back(&self, mut blocks: Vec<Block>) {
+        fn give_back(&self, mut blocks: Vec<Block>, keep_up_to: usize) {
             // Each block in place: `Vec::zeroize` would also empty the vector.
             for block in &mut blocks {
                 block.zeroize();
+            }
+            if blocks.len() > keep_up_to {
+                return;
             }
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < self.max_idle {
@@ -227,6 +238,7 @@ mod memory {
     pub(super) struct Lease<'p> {
         pool: &'p Pool,
         blocks: Option<Vec<Block>>,
+        keep_up_to: usize,
     }
 
     impl Lease<'_> {
@@ -238,7 +250,7 @@ mod memory {
     impl Drop for Lease<'_> {
         fn drop(&mut self) {
             if let Some(blocks) = self.blocks.take() {
-                self.pool.give_back(blocks);
+                self.pool.give_back(blocks, self.keep_up_to);
             }
         }
     }
@@ -251,7 +263,7 @@ mod memory {
         fn buffers_are_reused_wiped_and_kept_bounded() {
             let pool = Pool::new();
             let first = {
-                let mut lease = pool.take(16);
+                let mut lease = pool.take(16, 32);
                 lease.as_mut_slice()[3] = {
                     let mut b = Block::new();
                     b.as_mut()[0] = 0xdead_beef;
@@ -259,7 +271,7 @@ mod memory {
                 };
                 lease.blocks.as_ref().unwrap().as_ptr()
             };
-            let mut again = pool.take(16);
+            let mut again = pool.take(16, 32);
             assert_eq!(again.blocks.as_ref().unwrap().as_ptr(), first, "reused");
             assert!(
                 again
@@ -270,11 +282,15 @@ mod memory {
             );
             // A smaller run may use a buffer up to twice its size; a much larger one is new.
             drop(again);
-            assert_eq!(pool.take(9).blocks.as_ref().unwrap().len(), 16);
-            assert_eq!(pool.take(4).blocks.as_ref().unwrap().len(), 4);
-            let leases: Vec<_> = (0..pool.max_idle + 3).map(|_| pool.take(16)).collect();
+            assert_eq!(pool.take(9, 32).blocks.as_ref().unwrap().len(), 16);
+            assert_eq!(pool.take(4, 32).blocks.as_ref().unwrap().len(), 4);
+            let leases: Vec<_> = (0..pool.max_idle + 3).map(|_| pool.take(16, 32)).collect();
             drop(leases);
             assert!(pool.idle.lock().unwrap().len() <= pool.max_idle);
+            // A buffer larger than the hasher keeps (an old record's larger cost) is dropped.
+            pool.idle.lock().unwrap().clear();
+            drop(pool.take(1000, 32));
+            assert!(pool.idle.lock().unwrap().is_empty());
         }
     }
 }

@@ -45,8 +45,10 @@ struct Entry {
 /// How far before its insertion an entry still counts as fresh. The system clock's fast
 /// path reads each core's time-stamp counter, and on virtual machines the counters of two
 /// cores can disagree by microseconds: a hit on one core just after an insert on another
-/// must not read as a clock stepped back, or every such hit would miss and hash again.
-const CLOCK_SKEW: TimeDelta = TimeDelta::seconds(1);
+/// must not read as a clock stepped back, or every such hit would miss and hash again. Ten
+/// milliseconds covers that with room, and lets a clock stepped back extend no entry by
+/// more.
+const CLOCK_SKEW: TimeDelta = TimeDelta::milliseconds(10);
 
 impl Entry {
     /// Fresh from (just before) its insertion until its TTL has passed. A clock stepped back
