@@ -79,7 +79,14 @@ struct GateInner {
     /// Verifications waiting for or holding a slot.
     inside: AtomicUsize,
     capacity: usize,
+    /// Priority entries waiting for or holding a slot: they skip the waiting-room bound,
+    /// so they have one of their own.
+    priority_inside: AtomicUsize,
 }
+
+/// At most this many priority entries (leak-report confirmations) wait or run at once: a
+/// flood of reports must not grow the queue past the bound that forged keys cannot.
+pub(crate) const MAX_PRIORITY_INSIDE: usize = 4;
 
 /// Why gated work did not produce a result.
 #[derive(Debug)]
@@ -98,6 +105,16 @@ struct Inside(Arc<GateInner>);
 impl Drop for Inside {
     fn drop(&mut self) {
         self.0.inside.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts one priority entry until dropped, as [`Inside`] counts every entry.
+#[derive(Debug)]
+struct PriorityInside(Arc<GateInner>);
+
+impl Drop for PriorityInside {
+    fn drop(&mut self) {
+        self.0.priority_inside.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -140,6 +157,7 @@ pub(crate) struct Slot {
     _permit: tokio::sync::OwnedSemaphorePermit,
     _holding: Holding,
     _inside: Inside,
+    _priority: Option<PriorityInside>,
 }
 
 impl HashGate {
@@ -151,6 +169,7 @@ impl HashGate {
                 permits: Arc::new(tokio::sync::Semaphore::new(concurrency)),
                 inside: AtomicUsize::new(0),
                 capacity: concurrency.saturating_add(max_waiting),
+                priority_inside: AtomicUsize::new(0),
             }),
         }
     }
@@ -163,10 +182,18 @@ impl HashGate {
 
     /// Waits for a slot even when the waiting room is full, for work that must not be
     /// turned away by a flood of forged keys (confirming a leak report): it still runs only
-    /// when a hashing slot is free, so the bound on concurrent work holds. The caller
-    /// bounds how long it waits, and how many such callers there are.
+    /// when a hashing slot is free, so the bound on concurrent work holds. At most
+    /// [`MAX_PRIORITY_INSIDE`] priority entries are inside at once; beyond that it refuses
+    /// like [`enter`](Self::enter). The caller bounds how long it waits.
     pub(crate) async fn enter_priority(&self) -> Result<Slot, GateError> {
-        self.enter_with(true).await
+        let before = self.inner.priority_inside.fetch_add(1, Ordering::AcqRel);
+        let priority = PriorityInside(self.inner.clone());
+        if before >= MAX_PRIORITY_INSIDE {
+            return Err(GateError::Overloaded);
+        }
+        let mut slot = self.enter_with(true).await?;
+        slot._priority = Some(priority);
+        Ok(slot)
     }
 
     async fn enter_with(&self, priority: bool) -> Result<Slot, GateError> {
@@ -192,6 +219,7 @@ impl HashGate {
             _permit: permit,
             _holding: Holding,
             _inside: inside,
+            _priority: None,
         })
     }
 }
@@ -210,5 +238,44 @@ impl Slot {
         })
         .await
         .map_err(GateError::Failed)
+    }
+}
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn priority_entries_skip_the_waiting_room_but_have_a_bound_of_their_own() {
+        let gate = HashGate::new(1, 0);
+        let held = gate.enter().await.unwrap();
+        assert!(
+            matches!(gate.enter().await, Err(GateError::Overloaded)),
+            "the waiting room holds no one"
+        );
+        let waiting: Vec<_> = (0..MAX_PRIORITY_INSIDE)
+            .map(|_| {
+                let gate = HashGate {
+                    inner: gate.inner.clone(),
+                };
+                tokio::spawn(async move { gate.enter_priority().await.map(drop).is_ok() })
+            })
+            .collect();
+        while gate.inner.priority_inside.load(Ordering::Acquire) < MAX_PRIORITY_INSIDE {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            matches!(gate.enter_priority().await, Err(GateError::Overloaded)),
+            "one more priority entry than the bound is refused at once"
+        );
+        drop(held);
+        for entry in waiting {
+            assert!(entry.await.unwrap(), "the bounded ones get their turn");
+        }
+        assert_eq!(gate.inner.priority_inside.load(Ordering::Acquire), 0);
+        assert_eq!(gate.inner.inside.load(Ordering::Acquire), 0);
+        gate.enter_priority()
+            .await
+            .expect("the bound is given back");
     }
 }
