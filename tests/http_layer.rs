@@ -858,13 +858,16 @@ async fn preflights_pass_queries_need_opt_in_and_two_layers_are_refused() {
         .build();
     let uri_echo = Router::new().route(
         "/q",
-        get(move |uri: http::Uri| {
-            let record = record.clone();
-            async move {
-                *record.lock().unwrap() = uri.to_string();
-                "ok"
-            }
-        })
+        get(
+            move |uri: http::Uri,
+                  axum::extract::OriginalUri(original): axum::extract::OriginalUri| {
+                let record = record.clone();
+                async move {
+                    *record.lock().unwrap() = format!("{uri} {original}");
+                    "ok"
+                }
+            },
+        )
         .route_layer(auth.layer()),
     );
     let with_more = format!("/q?a=1&api_key={}&b=2", key.expose_secret());
@@ -872,7 +875,11 @@ async fn preflights_pass_queries_need_opt_in_and_two_layers_are_refused() {
         send(&uri_echo, get_local(&with_more, &[])).await.status,
         StatusCode::OK
     );
-    assert_eq!(&*seen.lock().unwrap(), "/q?a=1&b=2");
+    assert_eq!(
+        &*seen.lock().unwrap(),
+        "/q?a=1&b=2 /q?a=1&b=2",
+        "neither the URI nor axum's OriginalUri keeps the key"
+    );
 
     let a = send(
         &app,

@@ -142,6 +142,14 @@ impl KeyAuthLayer {
             && let Some(stripped) = without_query_parameter(req.uri(), param)
         {
             *req.uri_mut() = stripped;
+            // axum's router keeps the URI as it arrived for handlers that ask (`OriginalUri`,
+            // inserted before route layers run): it must not keep the key either.
+            #[cfg(feature = "axum")]
+            if let Some(original) = req.extensions_mut().get_mut::<axum::extract::OriginalUri>()
+                && let Some(stripped) = without_query_parameter(&original.0, param)
+            {
+                original.0 = stripped;
+            }
         }
         Ok(Some(verified))
     }
