@@ -282,7 +282,7 @@ impl VerifiedKey {
     ///
     /// For a derived token this is its *parent's* record, with the parent's full scopes and
     /// roles: what the token may do is [`scopes`](Self::scopes). Check
-    /// [`token`](Self::token) before letting a request manage "its own" key by
+    /// `token()` (feature `tokens`) before letting a request manage "its own" key by
     /// [`id`](Self::id): a token must not act as its parent.
     pub fn record(&self) -> &KeyRecord {
         &self.key.record
