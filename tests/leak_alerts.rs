@@ -35,6 +35,8 @@ use tower::ServiceExt as _;
 #[allow(dead_code)]
 mod format_reference;
 use format_reference::{seal, with_prefix};
+#[path = "support/listening.rs"]
+mod listening;
 
 const PATH: &str = "/github/secret-scanning";
 const TOKEN_TYPE: &str = "keymint_api_key";
@@ -354,11 +356,7 @@ async fn a_signed_alert_revokes_a_real_key_and_answers_true_positive() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
-    // Another test's thread may have registered a callsite as "never" in the instant before
-    // this subscriber existed (tracing-core's lock-free path while only the global dispatcher
-    // is around), silencing it here: recompute with this subscriber present.
-    tracing_core::callsite::rebuild_interest_cache();
+    let _logging = listening::listen(subscriber);
 
     let body = alert_body(&[&key]);
     let (status, feedback) = post_signed(&app, &world.github, &body).await;

@@ -10,6 +10,8 @@ mod certificates;
 mod credits;
 mod hashing;
 mod lifecycle;
+#[path = "../support/listening.rs"]
+mod listening;
 mod races;
 mod rate_limits;
 mod support;

@@ -131,11 +131,7 @@ async fn a_flood_of_forged_keys_logs_nothing_above_debug() {
     let f = fixture();
     let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
     let levels = Levels::default();
-    let _guard = tracing::subscriber::set_default(levels.clone());
-    // A callsite another test's thread registered just before this subscriber existed may
-    // be cached as "never" (tracing-core's lock-free path while only the global dispatcher
-    // is around): recompute with this subscriber present.
-    tracing_core::callsite::rebuild_interest_cache();
+    let _guard = crate::listening::listen(levels.clone());
     for _ in 0..50 {
         let forged = f.keyring.format().generate().unwrap();
         let _ = f.keyring.verify(forged.expose_secret(), &ctx()).await;
@@ -163,11 +159,7 @@ async fn store_failures_warn_once_per_interval_not_once_per_request() {
     let f = fixture();
     let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
     let levels = Levels::default();
-    let _guard = tracing::subscriber::set_default(levels.clone());
-    // A callsite another test's thread registered just before this subscriber existed may
-    // be cached as "never" (tracing-core's lock-free path while only the global dispatcher
-    // is around): recompute with this subscriber present.
-    tracing_core::callsite::rebuild_interest_cache();
+    let _guard = crate::listening::listen(levels.clone());
     f.store.set_down(true);
     for _ in 0..100 {
         let err = f
