@@ -206,3 +206,89 @@ async fn the_keyring_counts_per_day_and_outcome_and_writes_in_batches() {
         2
     );
 }
+
+/// A usage store whose writes wait at a gate before reaching the memory store.
+#[derive(Clone)]
+struct GatedUsage {
+    inner: MemoryUsage,
+    entered: std::sync::Arc<tokio::sync::Notify>,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl UsageStore for GatedUsage {
+    async fn add(&self, batch: &[UsageDelta]) -> Result<(), keymint::store::StoreError> {
+        self.entered.notify_one();
+        self.gate.acquire().await.unwrap().forget();
+        self.inner.add(batch).await
+    }
+    async fn key_usage(
+        &self,
+        key_id: &KeyId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<keymint::usage::DailyUsage>, keymint::store::StoreError> {
+        self.inner.key_usage(key_id, from, to).await
+    }
+    async fn owner_usage(
+        &self,
+        owner: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<keymint::usage::KeyUsage>, keymint::store::StoreError> {
+        self.inner.owner_usage(owner, from, to).await
+    }
+}
+
+/// On shutdown `flush_usage` must not return while a flush the keyring started in the
+/// background still has the counts on their way to the store.
+#[tokio::test(flavor = "current_thread")]
+async fn flush_usage_waits_for_a_background_flush_already_writing() {
+    let clock = ManualClock::default();
+    let usage = GatedUsage {
+        inner: MemoryUsage::new(),
+        entered: Default::default(),
+        gate: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+    };
+    let keyring = Keyring::builder(KeyFormat::new("sk_live").unwrap(), MemoryStore::new())
+        .hashes(HashPolicy::new(
+            Argon2idHasher::builder()
+                .m_cost(64)
+                .t_cost(1)
+                .build()
+                .unwrap(),
+        ))
+        .clock(clock.clone())
+        .usage(usage.clone(), TimeDelta::seconds(60))
+        .build()
+        .unwrap();
+    let issued = keyring.issue(IssueRequest::new("acct", "k")).await.unwrap();
+    let key = issued.key.expose_secret().to_owned();
+    clock.advance(TimeDelta::seconds(61));
+    // The interval has passed: this verification starts a background flush, which stops at
+    // the gate with the count taken.
+    keyring.verify(&key, &VerifyContext::new()).await.unwrap();
+    usage.entered.notified().await;
+
+    let shutdown = {
+        let keyring = keyring.clone();
+        tokio::spawn(async move { keyring.flush_usage().await })
+    };
+    for _ in 0..32 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !shutdown.is_finished(),
+        "flush_usage returned while the background flush was still writing"
+    );
+    usage.gate.add_permits(8);
+    shutdown.await.unwrap().unwrap();
+    let today = keymint::Clock::now(&clock).date_naive();
+    let days = usage
+        .key_usage(&issued.record.id, today, today)
+        .await
+        .unwrap();
+    assert_eq!(
+        days[0].verified, 1,
+        "written by the time flush_usage returned"
+    );
+}

@@ -22,6 +22,9 @@ pub(crate) struct LastUsed {
     next_write: DashMap<KeyId, DateTime<Utc>, foldhash::fast::RandomState>,
     pending: Mutex<Vec<(KeyId, DateTime<Utc>)>>,
     pub(crate) flushing: AtomicBool,
+    /// Held while a batch is written, so an explicit flush waits for a background one.
+    #[cfg(feature = "tokio")]
+    pub(crate) writing: tokio::sync::Mutex<()>,
 }
 
 impl LastUsed {
@@ -31,6 +34,8 @@ impl LastUsed {
             next_write: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             pending: Mutex::new(Vec::new()),
             flushing: AtomicBool::new(false),
+            #[cfg(feature = "tokio")]
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -77,6 +82,35 @@ impl LastUsed {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty()
+    }
+}
+
+/// A batch on its way to the store: put back for the next flush when dropped unwritten (a
+/// failed write, a caller that stopped waiting).
+pub(crate) struct Unwritten<'a> {
+    tracker: &'a LastUsed,
+    batch: Vec<(KeyId, DateTime<Utc>)>,
+}
+
+impl<'a> Unwritten<'a> {
+    pub(crate) fn new(tracker: &'a LastUsed, batch: Vec<(KeyId, DateTime<Utc>)>) -> Self {
+        Self { tracker, batch }
+    }
+
+    pub(crate) fn batch(&self) -> &[(KeyId, DateTime<Utc>)] {
+        &self.batch
+    }
+
+    pub(crate) fn written(mut self) {
+        self.batch.clear();
+    }
+}
+
+impl Drop for Unwritten<'_> {
+    fn drop(&mut self) {
+        if !self.batch.is_empty() {
+            self.tracker.requeue(std::mem::take(&mut self.batch));
+        }
     }
 }
 

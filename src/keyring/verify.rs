@@ -1050,14 +1050,16 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 
     /// Writes the usage counts gathered so far (see
     /// [`KeyringBuilder::usage`](super::KeyringBuilder::usage)) now: call it on shutdown.
-    /// Without usage counting configured, does nothing.
+    /// A flush the keyring started in the background is waited for, so when this returns
+    /// `Ok` every count made before the call is written. Without usage counting configured,
+    /// does nothing.
     ///
     /// # Errors
     /// The usage store's failure (the counts are kept for the next flush).
     pub async fn flush_usage(&self) -> Result<(), crate::store::StoreError> {
         match &self.inner.usage {
             Some(usage) => {
-                let result = usage.flush(self.inner.clock.now()).await;
+                let result = usage.flush(self.inner.clock.now(), true).await;
                 if result.is_err() {
                     metrics::store_error(metrics::StoreOp::Usage);
                 }
@@ -1080,7 +1082,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let keyring = self.clone();
         spawn_or_run(async move {
             if let Some(usage) = &keyring.inner.usage
-                && let Err(e) = usage.flush(now).await
+                && let Err(e) = usage.flush(now, false).await
             {
                 metrics::store_error(metrics::StoreOp::Usage);
                 tracing::warn!(error = %e, "usage counts not written; will retry");
@@ -1091,18 +1093,25 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
 
     /// Writes queued last-used times now. Call it on shutdown, or periodically when not
     /// running on tokio (without a runtime, writes happen inline on the verifying task).
+    /// A write the keyring started in the background is waited for (feature `tokio`), so
+    /// when this returns `Ok` every use noted before the call is written.
     ///
     /// # Errors
-    /// The store's error; the batch stays queued for the next flush.
+    /// The store's error; the batch stays queued for the next flush (as it does when the
+    /// caller stops waiting).
     pub async fn flush_last_used(&self) -> Result<(), crate::store::StoreError> {
+        #[cfg(feature = "tokio")]
+        let _one_writer = self.inner.last_used.writing.lock().await;
         let batch = self.inner.last_used.take_pending();
         if batch.is_empty() {
             return Ok(());
         }
-        let result = self.inner.store.record_last_used(&batch).await;
-        if result.is_err() {
+        let unwritten = super::last_used::Unwritten::new(&self.inner.last_used, batch);
+        let result = self.inner.store.record_last_used(unwritten.batch()).await;
+        if result.is_ok() {
+            unwritten.written();
+        } else {
             metrics::store_error(metrics::StoreOp::LastUsed);
-            self.inner.last_used.requeue(batch);
         }
         result
     }

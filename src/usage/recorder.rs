@@ -38,6 +38,10 @@ pub(crate) struct UsageRecorder {
     pending: DashMap<(KeyId, NaiveDate, &'static str), (String, u64)>,
     last_flush: AtomicI64,
     flushing: AtomicBool,
+    /// Held by the flush that is writing, so an explicit flush (shutdown) waits for one the
+    /// background started instead of returning while its rows are still on the way.
+    #[cfg(feature = "tokio")]
+    writing: tokio::sync::Mutex<()>,
     dropped: AtomicU64,
 }
 
@@ -58,6 +62,8 @@ impl UsageRecorder {
             pending: DashMap::new(),
             last_flush: AtomicI64::new(now.timestamp()),
             flushing: AtomicBool::new(false),
+            #[cfg(feature = "tokio")]
+            writing: tokio::sync::Mutex::new(()),
             dropped: AtomicU64::new(0),
         }
     }
@@ -94,8 +100,25 @@ impl UsageRecorder {
     /// Takes the counts and writes them, [`CHUNK`] rows per store call. Rows not written
     /// (a failed call, or a caller that stopped waiting) are put back for the next flush, so
     /// delivery is at least once: a call that failed after the store committed counts its
-    /// rows twice. Only one flush runs at a time; a concurrent call returns at once.
-    pub(crate) async fn flush(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// rows twice.
+    ///
+    /// Only one flush writes at a time. With `wait`, a call made while another flush writes
+    /// waits for it and then writes what is left (on shutdown nothing may be on the way
+    /// when it returns); without, it returns at once. Without feature `tokio` there is
+    /// nothing to wait with, and every concurrent call returns at once (background
+    /// flushes then run inline on the verifying task, so none is left running).
+    pub(crate) async fn flush(&self, now: DateTime<Utc>, wait: bool) -> Result<(), StoreError> {
+        #[cfg(feature = "tokio")]
+        let _one_writer = if wait {
+            self.writing.lock().await
+        } else {
+            match self.writing.try_lock() {
+                Ok(writer) => writer,
+                Err(_) => return Ok(()),
+            }
+        };
+        #[cfg(not(feature = "tokio"))]
+        let _ = wait;
         if self.flushing.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

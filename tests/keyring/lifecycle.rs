@@ -492,6 +492,73 @@ async fn last_used_is_debounced_and_batched() {
     );
 }
 
+/// On shutdown `flush_last_used` must not return while a write the keyring started in the
+/// background is still on its way.
+#[tokio::test(flavor = "current_thread")]
+async fn flush_last_used_waits_for_a_background_write_under_way() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    f.store.inject(StoreOp::RecordLastUsed, Fault::Pause);
+    f.keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    f.store.wait_paused().await;
+    let shutdown = {
+        let keyring = f.keyring.clone();
+        tokio::spawn(async move { keyring.flush_last_used().await })
+    };
+    for _ in 0..32 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !shutdown.is_finished(),
+        "flush_last_used returned while the background write was under way"
+    );
+    f.store.release();
+    shutdown.await.unwrap().unwrap();
+    assert_eq!(
+        f.store.calls(StoreOp::RecordLastUsed),
+        1,
+        "nothing left to write"
+    );
+}
+
+/// A caller that stops waiting for `flush_last_used` (a shutdown deadline) loses nothing:
+/// the batch goes back and the next flush writes it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_cancelled_last_used_flush_puts_its_batch_back() {
+    let f = fixture();
+    let issued = f.keyring.issue(IssueRequest::new("a", "n")).await.unwrap();
+    // The background write fails, leaving the use queued.
+    f.store.inject(StoreOp::RecordLastUsed, Fault::Fail);
+    f.keyring
+        .verify(issued.key.expose_secret(), &ctx())
+        .await
+        .unwrap();
+    for _ in 0..32 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(f.store.calls(StoreOp::RecordLastUsed), 1);
+
+    f.store.inject(StoreOp::RecordLastUsed, Fault::Pause);
+    let cancelled = {
+        let keyring = f.keyring.clone();
+        tokio::spawn(async move { keyring.flush_last_used().await })
+    };
+    f.store.wait_paused().await;
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    assert_eq!(f.store.calls(StoreOp::RecordLastUsed), 2);
+
+    f.keyring.flush_last_used().await.unwrap();
+    assert_eq!(
+        f.store.calls(StoreOp::RecordLastUsed),
+        3,
+        "the cancelled flush's batch was put back and written again"
+    );
+}
+
 #[tokio::test]
 async fn a_rotation_whose_outcome_is_unknown_returns_the_successor_instead_of_losing_it() {
     let f = fixture();
