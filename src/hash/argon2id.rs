@@ -188,10 +188,19 @@ mod memory {
     use argon2::Block;
     use zeroize::Zeroize;
 
-    #[derive(Debug)]
     pub(super) struct Pool {
         idle: Mutex<Vec<Vec<Block>>>,
         max_idle: usize,
+    }
+
+    // Not derived: the idle buffers are megabytes of blocks (wiped, but a keyring's Debug
+    // would print them all, holding the lock the hashing threads need).
+    impl std::fmt::Debug for Pool {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Pool")
+                .field("max_idle", &self.max_idle)
+                .finish_non_exhaustive()
+        }
     }
 
     impl Pool {
@@ -291,6 +300,15 @@ mod memory {
             pool.idle.lock().unwrap().clear();
             drop(pool.take(1000, 32));
             assert!(pool.idle.lock().unwrap().is_empty());
+        }
+
+        #[test]
+        fn debug_output_leaves_the_idle_buffers_out() {
+            let pool = Pool::new();
+            drop(pool.take(1024, 2048));
+            assert_eq!(pool.idle.lock().unwrap().len(), 1);
+            let shown = format!("{pool:?}");
+            assert!(shown.len() < 100, "{} bytes of Debug output", shown.len());
         }
     }
 }
