@@ -10,7 +10,7 @@ import re
 import sys
 
 LAYERS = [
-    ["text", "clock", "random"],
+    ["text", "hex", "clock", "random"],
     ["format", "hash", "scope", "ratelimit", "cidr", "origin", "certificate", "metrics"],
     ["record"],
     ["store", "invalidation", "token"],

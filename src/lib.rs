@@ -79,6 +79,7 @@
 
 #[macro_use]
 mod text;
+mod hex;
 
 pub mod audit;
 pub mod certificate;

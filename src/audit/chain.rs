@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
+use crate::hex::lower_hex;
+
 /// Longest line a verifier reads: a longer one is malformed, so a hostile file cannot make
 /// it buffer without bound.
 pub(super) const MAX_LINE: usize = 64 * 1024;
@@ -61,14 +63,10 @@ struct LineOut<'a> {
     entry: &'a RawValue,
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The line for `entry` (without its newline) and the entry's hash.
 pub(super) fn encode(entry: &ChainEntry) -> Result<(String, String), serde_json::Error> {
     let body = serde_json::to_string(entry)?;
-    let hash = hex(&Sha256::digest(body.as_bytes()));
+    let hash = lower_hex(&Sha256::digest(body.as_bytes()));
     let raw = RawValue::from_string(body)?;
     let line = serde_json::to_string(&LineOut {
         hash: &hash,
@@ -183,7 +181,7 @@ pub fn verify_chain(
             .map_err(|_| ChainError::Malformed { line: line_no })?;
         let line: Line<'_> =
             serde_json::from_str(text).map_err(|_| ChainError::Malformed { line: line_no })?;
-        let hash = hex(&Sha256::digest(line.entry.get().as_bytes()));
+        let hash = lower_hex(&Sha256::digest(line.entry.get().as_bytes()));
         if hash != line.hash {
             return Err(ChainError::Edited { line: line_no });
         }

@@ -239,9 +239,8 @@ mod tests {
         let tag = pepper
             .hmac_sha256(b"Test Using Larger Than Block-Size Key - Hash Key First")
             .unwrap();
-        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
-            hex,
+            crate::hex::lower_hex(&tag),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
     }

@@ -24,6 +24,12 @@ use crate::store::KeyStore;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Whether `flag` was unset, setting it. Read first: once a warning's flag is set, the
+/// requests that meet it only read it, instead of each writing one shared cache line.
+fn first_time(flag: &AtomicBool) -> bool {
+    !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::Relaxed)
+}
+
 /// The keyring behind the layer, without its store and limiter types, so that one
 /// `KeyAuth` type serves every keyring (and can sit in axum state).
 trait Verifier: Send + Sync + 'static {
@@ -198,7 +204,7 @@ impl KeyAuth {
     /// Logs, once, that loopback traffic carries forwarding headers while no proxy is
     /// trusted (a same-host proxy nobody configured). Answers whether it logged.
     pub(crate) fn warn_untrusted_local_proxy(&self) -> bool {
-        let first = !self.inner.local_proxy_warned.swap(true, Ordering::Relaxed);
+        let first = first_time(&self.inner.local_proxy_warned);
         if first {
             tracing::warn!(
                 "requests from loopback carry Forwarded/X-Forwarded-* headers, but no proxy is \
@@ -212,11 +218,7 @@ impl KeyAuth {
 
     /// Logs, once, that a request met two keymint layers.
     pub(crate) fn warn_misconfigured<B>(&self, req: &Request<B>) {
-        if !self
-            .inner
-            .misconfigured_warned
-            .swap(true, Ordering::Relaxed)
-        {
+        if first_time(&self.inner.misconfigured_warned) {
             tracing::error!(
                 path = req.uri().path(),
                 "two keymint layers on one route: put the route's requirement on one layer only (requests answer 500)"

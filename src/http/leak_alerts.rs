@@ -85,6 +85,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::format::KeyId;
+use crate::hex::lower_hex;
 use crate::keyring::{AuditEvent, Keyring};
 use crate::ratelimit::RateLimiter;
 use crate::record::{KeyRecord, KeyStatus};
@@ -453,14 +454,6 @@ fn single_header<'h>(headers: &'h HeaderMap, name: &HeaderName, max: usize) -> O
     value.to_str().ok()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
-
 /// `text` cut to at most `max` bytes, at a character boundary.
 fn bounded(text: &str, max: usize) -> String {
     let mut end = text.len().min(max);
@@ -558,7 +551,7 @@ impl<S: KeyStore, L: RateLimiter, K: KeySource> Alerts<S, L, K> {
         let mut complete = true;
         let mut feedback = Vec::with_capacity(reports.len());
         for report in &reports {
-            let token_hash = hex(&Sha256::digest(report.token.as_bytes()));
+            let token_hash = lower_hex(&Sha256::digest(report.token.as_bytes()));
             let found = match confirmed.get(&token_hash) {
                 Some(found) => found.clone(),
                 None => match self.keyring.confirm_secret(&report.token).await {

@@ -37,8 +37,9 @@ pub(crate) struct VerifiedCache {
 struct Entry {
     digest: Digest,
     key: Arc<Authenticated>,
-    cached_at: DateTime<Utc>,
-    /// `cached_at + ttl`, computed once: a hit costs two comparisons, no date arithmetic.
+    /// Insertion time less [`CLOCK_SKEW`], and insertion time plus the TTL, both computed
+    /// once: a hit costs two comparisons, no date arithmetic.
+    fresh_from: DateTime<Utc>,
     fresh_until: DateTime<Utc>,
 }
 
@@ -54,7 +55,7 @@ impl Entry {
     /// Fresh from (just before) its insertion until its TTL has passed. A clock stepped back
     /// further than the skew makes the entry stale rather than fresh for longer.
     fn fresh_at(&self, now: DateTime<Utc>) -> bool {
-        now < self.fresh_until && now + CLOCK_SKEW >= self.cached_at
+        now < self.fresh_until && now >= self.fresh_from
     }
 }
 
@@ -147,7 +148,9 @@ impl VerifiedCache {
             Entry {
                 digest,
                 key,
-                cached_at: now,
+                fresh_from: now
+                    .checked_sub_signed(CLOCK_SKEW)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
                 fresh_until: now
                     .checked_add_signed(self.ttl)
                     .unwrap_or(DateTime::<Utc>::MAX_UTC),
@@ -237,7 +240,7 @@ mod tests {
                 Arc::new(key_type),
                 None,
             )),
-            cached_at,
+            fresh_from: cached_at - CLOCK_SKEW,
             fresh_until: cached_at + ttl,
         }
     }

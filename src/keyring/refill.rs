@@ -15,6 +15,16 @@ use crate::store::StoreError;
 /// Attempts at the compare-and-set that stores a refill.
 const REFILL_ATTEMPTS: usize = 8;
 
+/// `remaining` uses on `record`'s refill schedule, last refilled when the record says
+/// (at its creation if never).
+pub(super) fn credits_of(record: &KeyRecord, remaining: u64) -> Credits {
+    Credits {
+        remaining,
+        refill: record.attributes.credit_refill,
+        last_refill: record.last_refill_at.unwrap_or(record.created_at),
+    }
+}
+
 /// Whether `record`'s schedule has a refill due at `now` (judged on a possibly cached copy:
 /// a stale one only costs one extra store read).
 pub(super) fn refill_due(record: &KeyRecord, now: DateTime<Utc>) -> bool {
@@ -42,19 +52,13 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
             let Some(mut fresh) = self.inner.store.get(id).await? else {
                 return Err(StoreError::NotFound);
             };
-            let (Some(remaining), Some(refill)) =
-                (fresh.remaining_uses, fresh.attributes.credit_refill)
+            let (Some(remaining), Some(_)) = (fresh.remaining_uses, fresh.attributes.credit_refill)
             else {
                 return Ok(());
             };
-            let last_refill = fresh.last_refill_at.unwrap_or(fresh.created_at);
-            let topped = Credits {
-                remaining,
-                refill: Some(refill),
-                last_refill,
-            }
-            .refilled(now);
-            if topped.last_refill != last_refill {
+            let credits = credits_of(&fresh, remaining);
+            let topped = credits.refilled(now);
+            if topped.last_refill != credits.last_refill {
                 fresh.remaining_uses = Some(topped.remaining);
                 fresh.last_refill_at = Some(topped.last_refill);
                 match self.inner.store.update(&fresh).await {

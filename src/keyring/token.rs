@@ -129,7 +129,7 @@ impl<S: KeyStore, L: RateLimiter> Keyring<S, L> {
         let mut jti = [0u8; 16];
         crate::random::fill(&mut jti)?;
         let claims = TokenClaims::new(
-            jti.iter().map(|b| format!("{b:02x}")).collect(),
+            crate::hex::lower_hex(&jti),
             record.id.clone(),
             record.lineage().clone(),
             parent.key_type().name().to_string(),

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use super::hash_gate::{GateError, run_blocking, run_detached, spawn_or_run};
 use super::key_type::KeyType;
+use super::refill::credits_of;
 use super::refusal::Refusal;
 use super::throttle::Reservation;
 use super::{AuditEvent, FailureReason, Keyring};
@@ -18,7 +19,7 @@ use crate::hash::Verdict;
 use crate::keyring::VerifyError;
 use crate::metrics::{self, VerifyPath};
 use crate::ratelimit::RateLimitDenial;
-use crate::ratelimit::{Credits, Decision, Policy, RateLimitError, RateLimitHeaders, RateLimiter};
+use crate::ratelimit::{Decision, Policy, RateLimitError, RateLimitHeaders, RateLimiter};
 use crate::record::{Environment, KeyKind, KeyRecord, KeyStatus};
 use crate::scope::{Requirement, ScopeSet};
 use crate::store::{Decrement, KeyStore, StoreError};
@@ -116,26 +117,15 @@ fn gate_refusal(error: GateError) -> Refusal {
 /// The uses a stored record holds at `now`, counting refills that are due but not yet
 /// written.
 fn credits_now(record: &KeyRecord, now: DateTime<Utc>) -> u64 {
-    let Some(remaining) = record.remaining_uses else {
-        return u64::MAX;
-    };
-    Credits {
-        remaining,
-        refill: record.attributes.credit_refill,
-        last_refill: record.last_refill_at.unwrap_or(record.created_at),
-    }
-    .refilled(now)
-    .remaining
+    record.remaining_uses.map_or(u64::MAX, |remaining| {
+        credits_of(record, remaining).refilled(now).remaining
+    })
 }
 
 /// The refusal for a request whose `cost` the record's uses do not cover at `now`, with
 /// the wait until its refill schedule covers it (none without a schedule).
 fn exhausted(record: &KeyRecord, cost: u32, now: DateTime<Utc>) -> Refusal {
-    let credits = Credits {
-        remaining: record.remaining_uses.unwrap_or(0),
-        refill: record.attributes.credit_refill,
-        last_refill: record.last_refill_at.unwrap_or(record.created_at),
-    };
+    let credits = credits_of(record, record.remaining_uses.unwrap_or(0));
     let (_, decision) = credits.charge(cost, now);
     Refusal::UsageExhausted {
         retry_after: decision.retry_after,
