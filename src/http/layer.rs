@@ -95,7 +95,7 @@ impl KeyAuthLayer {
             self.auth.warn_untrusted_local_proxy();
         }
         if reached.plain_refused {
-            self.auth.sent_in_clear(&presented, reached.client).await;
+            self.auth.sent_in_clear(presented, reached.client).await;
             return Err(Rejection::PlainHttp);
         }
         let origin = browser_origin(req, reached.secure);
@@ -121,9 +121,11 @@ impl KeyAuthLayer {
         }
         let verified = self
             .auth
-            .verify(&presented, &ctx)
+            .verify(presented, &ctx)
             .await
             .map_err(Rejection::Verify)?;
+        // `presented` borrows the request's own header (or query) bytes: the request can
+        // change only now that the key is no longer read.
         drop(ctx);
         let headers = req.headers_mut();
         for name in inner.sources.header_names() {
