@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Requests per second of GET /v1/hello behind keymint's layer (a cached key) against the
 # same route without it, and of a refused garbage key against a bare 401 handler: wrk on
-# loopback, alternating the servers in each round, medians of ROUNDS rounds.
+# loopback, alternating the servers in each round, medians of ROUNDS rounds. Also the route
+# behind a pass-through layer (clone the inner service, box the future, nothing else): what
+# any layer of this shape costs before it does any work.
 #
 #   bash benches/http/run.sh            # ROUNDS=5 SECONDS_PER_RUN=5 THREADS=1 CONNECTIONS=32
 #
@@ -22,7 +24,7 @@ taskset -c 0 ./target/release/examples/http_bench_server >"$out" &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$out"' EXIT
 for _ in $(seq 1 100); do grep -q '^key ' "$out" && break; sleep 0.1; done
-read -r _ protected bare refuse < <(grep '^ports ' "$out")
+read -r _ protected bare refuse passthrough < <(grep '^ports ' "$out")
 key=$(sed -n 's/^key //p' "$out")
 
 rps() { # url [header]
@@ -32,16 +34,17 @@ rps() { # url [header]
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-declare -a P B G R
+declare -a P B G R T
 # Warm-up (connections, caches, the verified-key cache).
 rps "http://127.0.0.1:$protected/v1/hello" "Authorization: Bearer $key" >/dev/null
 for i in $(seq 1 "$ROUNDS"); do
   P+=("$(rps "http://127.0.0.1:$protected/v1/hello" "Authorization: Bearer $key")")
   # The bare servers get the same header (and ignore it): both sides parse the same bytes.
   B+=("$(rps "http://127.0.0.1:$bare/v1/hello" "Authorization: Bearer $key")")
+  T+=("$(rps "http://127.0.0.1:$passthrough/v1/hello" "Authorization: Bearer $key")")
   G+=("$(rps "http://127.0.0.1:$protected/v1/hello" "Authorization: Bearer sk_live_garbage")")
   R+=("$(rps "http://127.0.0.1:$refuse/v1/hello" "Authorization: Bearer sk_live_garbage")")
-  echo "round $i: protected ${P[-1]}  bare ${B[-1]}  garbage ${G[-1]}  bare-401 ${R[-1]}"
+  echo "round $i: protected ${P[-1]}  bare ${B[-1]}  garbage ${G[-1]}  bare-401 ${R[-1]}  pass-through ${T[-1]}"
 done
 mp=$(printf '%s\n' "${P[@]}" | median); mb=$(printf '%s\n' "${B[@]}" | median)
 mg=$(printf '%s\n' "${G[@]}" | median); mr=$(printf '%s\n' "${R[@]}" | median)
@@ -49,5 +52,8 @@ mg=$(printf '%s\n' "${G[@]}" | median); mr=$(printf '%s\n' "${R[@]}" | median)
 # the median of those ratios is the steadier figure on a shared machine.
 rpb=$(for i in "${!P[@]}"; do awk "BEGIN {print ${P[$i]}/${B[$i]}}"; done | median)
 rgr=$(for i in "${!G[@]}"; do awk "BEGIN {print ${G[$i]}/${R[$i]}}"; done | median)
+rtb=$(for i in "${!T[@]}"; do awk "BEGIN {print ${T[$i]}/${B[$i]}}"; done | median)
+mt=$(printf '%s\n' "${T[@]}" | median)
 echo "median req/s: protected $mp, bare $mb, ratio $(awk "BEGIN {printf \"%.3f\", $mp/$mb}"); median of per-round ratios $(printf '%.3f' "$rpb")"
 echo "median req/s: refused garbage $mg, bare 401 $mr, ratio $(awk "BEGIN {printf \"%.3f\", $mg/$mr}"); median of per-round ratios $(printf '%.3f' "$rgr")"
+echo "median req/s: pass-through layer $mt, bare $mb, ratio $(awk "BEGIN {printf \"%.3f\", $mt/$mb}"); median of per-round ratios $(printf '%.3f' "$rtb")"

@@ -1,14 +1,20 @@
-//! The load-test server of `benches/http/run.sh`: the example's `GET /v1/hello` three ways,
+//! The load-test server of `benches/http/run.sh`: the example's `GET /v1/hello` four ways,
 //! each on its own loopback port, so one load generator measures them side by side.
 //!
 //! * `protected`: the route behind keymint's layer (the key is verified from the cache);
 //! * `bare`: the same handler without the layer;
-//! * `refuse`: a bare handler answering 401, the baseline for keymint refusing garbage.
+//! * `refuse`: a bare handler answering 401, the baseline for keymint refusing garbage;
+//! * `passthrough`: the bare handler behind a route layer that does nothing but what every
+//!   layer of this shape does (clone the inner service, box the future), the floor any
+//!   authenticating route layer starts from.
 //!
-//! Prints `ports <protected> <bare> <refuse>` and `key <key>` on stdout, then serves until
-//! killed. Build with `--release`.
+//! Prints `ports <protected> <bare> <refuse> <passthrough>` and `key <key>` on stdout, then
+//! serves until killed. Build with `--release`.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -56,8 +62,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         serve(Router::new().route("/v1/hello", get(hello_key).route_layer(auth.layer()))).await?;
     let bare = serve(Router::new().route("/v1/hello", get(hello_bare))).await?;
     let refusing = serve(Router::new().route("/v1/hello", get(refuse))).await?;
-    println!("ports {protected} {bare} {refusing}");
+    let passthrough = serve(Router::new().route(
+        "/v1/hello",
+        get(hello_bare).route_layer(tower::layer::layer_fn(|inner| PassThrough { inner })),
+    ))
+    .await?;
+    println!("ports {protected} {bare} {refusing} {passthrough}");
     println!("key {}", key.expose_secret());
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// A route layer's service that only forwards: the clone of the inner service and the boxed
+/// future that keymint's `KeyAuthService` (like most tower layers that await before calling
+/// inner) also pays.
+#[derive(Clone)]
+struct PassThrough<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for PassThrough<S>
+where
+    S: tower::Service<axum::http::Request<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move { inner.call(req).await })
+    }
 }
