@@ -207,7 +207,8 @@ impl<'r> VerifyContext<'r> {
 /// A record that passed the secret check, with its scopes resolved: what the cache holds.
 #[derive(Debug)]
 pub(crate) struct Authenticated {
-    pub(crate) record: KeyRecord,
+    /// Shared: a derived token's view of its parent holds the parent's record, not a copy.
+    pub(crate) record: Arc<KeyRecord>,
     pub(crate) granted: ScopeSet,
     pub(crate) key_type: Arc<KeyType>,
     /// The record's own rate limit as a policy, built once per authentication.
@@ -225,13 +226,13 @@ pub(crate) struct Authenticated {
 
 impl Authenticated {
     pub(crate) fn new(
-        record: KeyRecord,
+        record: impl Into<Arc<KeyRecord>>,
         granted: ScopeSet,
         key_type: Arc<KeyType>,
         own_policy: Option<Arc<Policy>>,
     ) -> Self {
         Self {
-            record,
+            record: record.into(),
             granted,
             key_type,
             own_policy,
