@@ -290,6 +290,96 @@ fn malformed_and_oversized_lines_are_refused_without_buffering_them_all() {
     assert_eq!(verify(&dir.file()).unwrap().entries, 0);
 }
 
+/// The verifier reads lines of at most 64 KiB, so the writer must never write a longer one:
+/// a 70 000-byte actor (a host's SSO display name) once made the trail unopenable for good.
+#[tokio::test]
+async fn a_trail_with_an_overlong_actor_opens_again_and_tells_long_actors_apart() {
+    let dir = TempDir::new("long-actor");
+    let log = ChainedLog::open(dir.file(), ChainOptions::new()).unwrap();
+    let keyring = Keyring::builder(KeyFormat::new("sk_live").unwrap(), MemoryStore::new())
+        .hashes(HashPolicy::new(
+            Argon2idHasher::builder()
+                .m_cost(64)
+                .t_cost(1)
+                .build()
+                .unwrap(),
+        ))
+        .audit(log.clone())
+        .build()
+        .unwrap();
+    // Two actors that share their first 69 999 bytes.
+    let (first, second) = ("a".repeat(70_000), format!("{}b", "a".repeat(69_999)));
+    for actor in [&first, &second] {
+        let issued = keyring
+            .issue(IssueRequest::new("acct_1", "k"))
+            .await
+            .unwrap();
+        keyring
+            .acting_as(actor.as_str())
+            .revoke(&issued.record.id, "no longer needed")
+            .await
+            .unwrap();
+    }
+    assert_eq!(log.write_failures(), 0);
+    drop((keyring, log));
+    ChainedLog::open(dir.file(), ChainOptions::new()).expect("the trail opens again");
+    assert_eq!(verify(&dir.file()).unwrap().entries, 4);
+    let actors: Vec<String> = lines(&dir.file())
+        .iter()
+        .filter_map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            line["entry"]["actor"].as_str().map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(actors.len(), 2, "{actors:?}");
+    for actor in &actors {
+        assert!(actor.starts_with(&"a".repeat(1000)), "the start is kept");
+        assert!(actor.contains("cut: 70000 bytes, sha256 "), "{actor}");
+        assert!(actor.len() < 1200);
+    }
+    assert_ne!(
+        actors[0], actors[1],
+        "the hash of the whole name tells them apart"
+    );
+}
+
+/// A host's own entry whose every field is too long, made of characters JSON escapes six
+/// bytes wide, and whose detail is too large even after its strings are cut: the line still
+/// fits, and nothing before or after it is lost.
+#[test]
+fn a_hosts_oversized_entry_is_cut_to_fit_a_line() {
+    let dir = TempDir::new("huge-record");
+    let log = ChainedLog::open(dir.file(), ChainOptions::new()).unwrap();
+    let control = "\u{1}".repeat(100_000);
+    let many: serde_json::Map<String, serde_json::Value> = (0..20_000)
+        .map(|i| (format!("k{i}"), serde_json::Value::from("v")))
+        .collect();
+    log.append(keymint::audit::Record::new("before", "ok"))
+        .unwrap();
+    log.append(
+        keymint::audit::Record::new(control.clone(), control.clone())
+            .actor(control.clone())
+            .key_id(control.clone())
+            .detail(serde_json::Value::Object(many)),
+    )
+    .unwrap();
+    log.append(keymint::audit::Record::new("after", "ok"))
+        .unwrap();
+    drop(log);
+    assert_eq!(verify(&dir.file()).unwrap().entries, 3);
+    let written = lines(&dir.file());
+    assert!(written.iter().all(|line| line.len() < 64 * 1024));
+    let cut: serde_json::Value = serde_json::from_str(&written[1]).unwrap();
+    assert!(
+        cut["entry"]["detail"]["cut"]
+            .as_str()
+            .unwrap()
+            .starts_with("cut: "),
+        "{cut}"
+    );
+    assert!(written[2].contains("\"after\""));
+}
+
 #[test]
 fn concurrent_writers_keep_one_chain() {
     let dir = TempDir::new("threads");

@@ -13,6 +13,10 @@ use crate::hex::lower_hex;
 /// it buffer without bound.
 pub(super) const MAX_LINE: usize = 64 * 1024;
 
+/// Longest a text value of an entry is written when the entry would not fit in a line.
+/// Even if every byte needed JSON's six-byte escape, the four text fields fit in 24 KiB.
+const MAX_TEXT: usize = 1024;
+
 /// The `prev` of the first entry.
 pub(super) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -73,6 +77,68 @@ pub(super) fn encode(entry: &ChainEntry) -> Result<(String, String), serde_json:
         entry: &raw,
     })?;
     Ok((line, hash))
+}
+
+/// `entry` made to fit in a line of at most [`MAX_LINE`] bytes (its newline included), which
+/// is all the verifier reads: every text longer than [`MAX_TEXT`] is cut, keeping its
+/// length and SHA-256 so that two long values are still told apart, and a `detail` still too
+/// large after that is replaced by its own length and SHA-256. Only for entries that would
+/// not fit otherwise (an actor name of 70 000 bytes, a host's huge detail): a log the
+/// keyring wrote must always open again.
+pub(super) fn fitted(entry: &ChainEntry) -> ChainEntry {
+    let mut fitted = ChainEntry {
+        seq: entry.seq,
+        at: entry.at,
+        action: cut(&entry.action),
+        actor: entry.actor.as_deref().map(cut),
+        key_id: entry.key_id.as_deref().map(cut),
+        outcome: cut(&entry.outcome),
+        detail: cut_strings(&entry.detail),
+        prev: entry.prev.clone(),
+    };
+    let fits = |e: &ChainEntry| encode(e).is_ok_and(|(line, _)| line.len() < MAX_LINE);
+    if !fits(&fitted) {
+        let original = entry.detail.to_string();
+        fitted.detail = serde_json::json!({ "cut": summary(&original) });
+    }
+    fitted
+}
+
+/// `text` itself when short, else its first [`MAX_TEXT`] bytes (at a character boundary)
+/// and what was cut.
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[{}]", &text[..end], summary(text))
+}
+
+/// A long text's length and SHA-256, in place of the text.
+fn summary(text: &str) -> String {
+    format!(
+        "cut: {} bytes, sha256 {}",
+        text.len(),
+        lower_hex(&Sha256::digest(text.as_bytes()))
+    )
+}
+
+/// `value` with every string (keys of objects too) [`cut`].
+fn cut_strings(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => Value::String(cut(text)),
+        Value::Array(items) => Value::Array(items.iter().map(cut_strings).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| (cut(key), cut_strings(item)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Where and why a chain does not verify.

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::chain::{ChainEntry, ChainError, Checkpoint, GENESIS, encode, verify_chain};
+use super::chain::{
+    ChainEntry, ChainError, Checkpoint, GENESIS, MAX_LINE, encode, fitted, verify_chain,
+};
 use crate::clock::{Clock, SystemClock};
 
 /// What [`ChainOptions::on_checkpoint`] calls.
@@ -177,6 +179,12 @@ struct State {
 /// and [`open`](Self::open) refuses. A failed write is cut off again, logged (`tracing`
 /// error) and counted ([`write_failures`](Self::write_failures)): the chain stays
 /// consistent (the entry is not counted as written).
+///
+/// A line is at most 64 KiB, all the verifier reads. An entry that would be longer (an
+/// actor name of megabytes, a host's huge detail) is written cut to fit: each text over
+/// 1 KiB keeps its first KiB plus its length and SHA-256, and a detail still too large is
+/// replaced by its length and SHA-256. Every entry is written; none makes the file
+/// unopenable.
 #[derive(Clone)]
 pub struct ChainedLog {
     inner: Arc<Inner>,
@@ -353,7 +361,11 @@ impl ChainedLog {
     }
 
     fn write_entry(&self, state: &mut State, entry: &ChainEntry) -> std::io::Result<()> {
-        let (mut line, hash) = encode(entry).map_err(std::io::Error::other)?;
+        let (mut line, mut hash) = encode(entry).map_err(std::io::Error::other)?;
+        if line.len() >= MAX_LINE {
+            // The verifier (and so the next `open`) refuses a longer line: cut it to fit.
+            (line, hash) = encode(&fitted(entry)).map_err(std::io::Error::other)?;
+        }
         line.push('\n');
         let before = state.file.metadata()?.len();
         // One write of the whole line: O_APPEND keeps it whole against other writers of
