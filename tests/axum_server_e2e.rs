@@ -66,6 +66,17 @@ impl Server {
             .await
             .unwrap();
         let status = response.status();
+        if status == StatusCode::CREATED {
+            // The answer holds the plaintext key.
+            assert_eq!(
+                response
+                    .headers()
+                    .get("cache-control")
+                    .map(|v| v.as_bytes()),
+                Some(&b"no-store"[..]),
+                "a new key's answer must not be cached"
+            );
+        }
         (status, response.json().await.unwrap_or(Value::Null))
     }
 

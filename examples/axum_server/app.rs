@@ -201,6 +201,8 @@ async fn create_key(
     match keyring.issue(request).await {
         Ok(issued) => (
             StatusCode::CREATED,
+            // The body holds the plaintext key: no cache along the way may keep it.
+            [(axum::http::header::CACHE_CONTROL, "no-store")],
             Json(json!({
                 "key": issued.key.expose_secret(),
                 "id": issued.record.id,
