@@ -52,8 +52,9 @@
 //! `TraceLayer` in `Router::layer` order) — the keymint layer removes them only for the
 //! handler. For publishable keys from browsers, put tower-http's `CorsLayer` outside the
 //! keymint layer (it answers preflights itself; the keymint layer answers any that reach it
-//! with a bare 204, never calling the handler)
-//! and expose `RateLimit`, `RateLimit-Policy`, `Retry-After` and `WWW-Authenticate`.
+//! with a bare 204, never calling the handler; behind axum's `route_layer` none reach it
+//! unless the route has an `OPTIONS` handler, since axum answers 405 for a method the route
+//! lacks) and expose `RateLimit`, `RateLimit-Policy`, `Retry-After` and `WWW-Authenticate`.
 
 mod auth;
 mod credential;

@@ -28,9 +28,11 @@ const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 /// extractor with feature `axum`), the credential header is removed (unless kept), and the
 /// response carries the key's `RateLimit-Policy` and `RateLimit` fields. On refusal the
 /// inner service is not called. CORS preflights (`OPTIONS` with `Origin` and
-/// `Access-Control-Request-Method`) are answered 204 without a key and without calling the
-/// inner service: put a CORS layer (tower-http's `CorsLayer`) outside this one to answer
-/// them with CORS headers.
+/// `Access-Control-Request-Method`) that reach this layer are answered 204 without a key and
+/// without calling the inner service: put a CORS layer (tower-http's `CorsLayer`) outside
+/// this one to answer them with CORS headers. (Behind axum's `route_layer`, a preflight
+/// reaches the layer only on a route with an `OPTIONS` handler: axum answers 405 for a
+/// method the route lacks before any route layer runs.)
 ///
 /// Put exactly one on each route, carrying that route's requirement: a request that meets
 /// a second one is answered 500 (it would be verified, and charged, twice).
