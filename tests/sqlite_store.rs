@@ -327,3 +327,79 @@ async fn all_records(store: &SqliteStore) -> Vec<KeyRecord> {
         }
     }
 }
+
+/// A store on a one-connection pool over `path`, whose statements wait up to 10 s for the
+/// write lock: a store call that stopped waiting hands the connection back only once
+/// SQLite has finished with what was sent on it, so a read after it sees the outcome.
+async fn one_connection_store(path: &Path) -> SqliteStore {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(std::time::Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    let store = SqliteStore::from_pool(pool);
+    store.migrate().await.unwrap();
+    store
+}
+
+/// Another process holding the database's write lock until the returned transaction ends.
+async fn write_lock(path: &Path) -> sqlx::Transaction<'static, sqlx::Sqlite> {
+    let other =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(path))
+            .await
+            .unwrap();
+    other.begin_with("BEGIN IMMEDIATE").await.unwrap()
+}
+
+/// A caller that stops waiting for a write (a request timeout, a dropped future) while it
+/// queues for the write lock must not have the write land later: the caller (and, for a
+/// rotation, the keyring, which then undoes its other half) was told it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_caller_stopped_waiting_never_lands_later() {
+    let dir = TempDir::new("cancelled-write");
+    let store = one_connection_store(&dir.db()).await;
+    let record = sample_record("acct_1");
+    store.insert(&record).await.unwrap();
+    let mut changed = record.clone();
+    changed.attributes.name = "changed".into();
+    let added = sample_record("acct_1");
+
+    // Each sent at once (the pool's connection is idle), then waiting for the lock.
+    let wait = std::time::Duration::from_millis(300);
+    let lock = write_lock(&dir.db()).await;
+    assert!(
+        tokio::time::timeout(wait, store.update(&changed))
+            .await
+            .is_err()
+    );
+    lock.rollback().await.unwrap();
+    let stored = store.get(&record.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.attributes.name.as_str(), stored.version),
+        (record.attributes.name.as_str(), record.version),
+        "the update its caller gave up on landed"
+    );
+
+    let lock = write_lock(&dir.db()).await;
+    assert!(
+        tokio::time::timeout(wait, store.insert(&added))
+            .await
+            .is_err()
+    );
+    lock.rollback().await.unwrap();
+    assert_eq!(
+        store.get(&added.id).await.unwrap(),
+        None,
+        "the insert its caller gave up on landed"
+    );
+
+    // The store still writes.
+    assert_eq!(store.update(&changed).await.unwrap(), record.version + 1);
+}

@@ -36,14 +36,19 @@ use crate::record::KeyRecord;
 /// |---|---|
 /// | `insert` | `INSERT .. ON CONFLICT (id) DO NOTHING` (no row: `Conflict`) |
 /// | `update` | `UPDATE .. WHERE id = ? AND version = ?` (no row: `Conflict` or `NotFound`) |
-/// | `decrement_remaining`, `record_last_used` | read and write inside `BEGIN IMMEDIATE`, which takes the database's write lock first, so concurrent writers (tasks or processes) queue instead of interleaving |
+/// | `decrement_remaining`, `record_last_used` | read and write |
+///
+/// Every write runs inside `BEGIN IMMEDIATE`, which takes the database's write lock first,
+/// so concurrent writers (tasks or processes) queue instead of interleaving.
 /// | `list_by_owner`, `list_expiring` | keyset pagination: `WHERE .. AND id > ? ORDER BY id LIMIT n + 1` |
 ///
 /// A file database runs in WAL mode (readers never wait for the writer) with
 /// `synchronous = FULL`: a write the store reported done survives a power loss. Every call
 /// is bounded by the store's timeout (5 s by default); SQLite's `busy_timeout`, which
-/// bounds the wait for the write lock, is four fifths of it, so a write that timed out
-/// waiting never lands later.
+/// bounds the wait for the write lock, is four fifths of it. A write whose call timed out,
+/// or whose caller stopped waiting, before its `COMMIT` was sent is rolled back, never
+/// landing later; only one cut off during the `COMMIT` itself may have landed, as with any
+/// database (the keyring reads a rotation back after such an error).
 ///
 /// ```
 /// use keymint::store::SqliteStore;
@@ -380,11 +385,7 @@ impl SqliteStore {
     /// newer than this keymint knows (nothing is changed then).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.bounded(async {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(unavailable)?;
+            let mut tx = self.begin_write().await?;
             sqlx::query(AssertSqlSafe(self.sql.version_table.clone()))
                 .execute(&mut *tx)
                 .await
@@ -428,6 +429,17 @@ impl SqliteStore {
                 .await
                 .map_err(unavailable)?;
         Ok(current.and_then(|v| u32::try_from(v).ok()))
+    }
+
+    /// A write transaction that holds the database's write lock from its start (`BEGIN
+    /// IMMEDIATE`), so concurrent writers queue instead of failing at commit. Dropped
+    /// unfinished (an error, a caller that stopped waiting), it rolls back: sqlx queues the
+    /// rollback on the connection, behind whatever was already sent on it.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)
     }
 
     /// Runs one store call within the timeout.
@@ -508,6 +520,10 @@ impl KeyStore for SqliteStore {
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let json = record_json(record)?;
         self.bounded(async {
+            // In a transaction of its own, like every write: a caller that stops waiting
+            // before the COMMIT is sent leaves a rollback behind, not a write that lands
+            // after it was reported failed.
+            let mut tx = self.begin_write().await?;
             let done = sqlx::query(AssertSqlSafe(self.sql.insert.clone()))
                 .bind(record.id.as_str())
                 .bind(record.owner.as_str())
@@ -515,13 +531,13 @@ impl KeyStore for SqliteStore {
                 .bind(record.last_used_at.map(micros))
                 .bind(version_param(record.version)?)
                 .bind(json)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::Conflict);
             }
-            Ok(())
+            tx.commit().await.map_err(unavailable)
         })
         .await
     }
@@ -550,6 +566,7 @@ impl KeyStore for SqliteStore {
         stored.version = new_version;
         let json = record_json(&stored)?;
         self.bounded(async {
+            let mut tx = self.begin_write().await?;
             let done = sqlx::query(AssertSqlSafe(self.sql.update.clone()))
                 .bind(record.id.as_str())
                 .bind(record.owner.as_str())
@@ -557,16 +574,17 @@ impl KeyStore for SqliteStore {
                 .bind(record.last_used_at.map(micros))
                 .bind(expected)
                 .bind(json)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
             if done.rows_affected() == 1 {
+                tx.commit().await.map_err(unavailable)?;
                 return Ok(new_version);
             }
             // Records are never deleted: an id that exists now existed at the update.
             let exists: bool = sqlx::query_scalar(AssertSqlSafe(self.sql.exists.clone()))
                 .bind(record.id.as_str())
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(unavailable)?;
             Err(if exists {
@@ -580,11 +598,7 @@ impl KeyStore for SqliteStore {
 
     async fn decrement_remaining(&self, id: &KeyId, uses: u64) -> Result<Decrement, StoreError> {
         self.bounded(async {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(unavailable)?;
+            let mut tx = self.begin_write().await?;
             let mut record = self
                 .read_in(&mut tx, id)
                 .await?
@@ -610,11 +624,7 @@ impl KeyStore for SqliteStore {
         }
         let latest = latest_per_id(batch);
         self.bounded(async {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(unavailable)?;
+            let mut tx = self.begin_write().await?;
             for (id, at) in latest {
                 let Some(mut record) = self.read_in(&mut tx, id).await? else {
                     continue;
@@ -669,11 +679,7 @@ impl UsageStore for SqliteStore {
             return Ok(());
         }
         self.bounded(async {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(unavailable)?;
+            let mut tx = self.begin_write().await?;
             for (key, owner, day, outcome, count) in rows {
                 sqlx::query(AssertSqlSafe(self.sql.usage_add.clone()))
                     .bind(key.as_str())
