@@ -43,6 +43,9 @@ pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out = String::new();
     let mut copied = 0;
+    // Where the last hidden word ended: a word one stray character after it (`.`, `/`,
+    // `:`) is the rest of the same key, so its first segment counts too.
+    let mut hidden_end = None;
     let mut i = 0;
     while i < bytes.len() {
         if !is_word_byte(bytes[i]) {
@@ -54,7 +57,9 @@ pub(crate) fn redact(text: &str) -> Cow<'_, str> {
             i += 1;
         }
         let word = &text[start..i];
-        if looks_like_key(word) {
+        let continues_key = hidden_end.is_some_and(|end| end + 1 == start);
+        if looks_like_key(word) || (continues_key && word.split(['_', '-']).any(looks_random)) {
+            hidden_end = Some(i);
             out.push_str(&text[copied..start]);
             match parse_key(word) {
                 Ok(key) => out.push_str(key.hint().as_str()),
@@ -106,14 +111,21 @@ mod tests {
             .unwrap();
         let key = key.expose_secret();
         let secret = keymint::parse_key(key).unwrap().expose_secret().to_owned();
-        let mut stray = key.to_owned();
-        stray.insert(30, '-');
+        let stray = |c: char| {
+            let mut near = key.to_owned();
+            near.insert(30, c);
+            near
+        };
         for near in [
             format!("{key}{key}"),
             format!("{key}_old"),
             format!("{key}_old.txt"),
             key[..40].to_owned(),
-            stray,
+            stray('-'),
+            stray('.'),
+            stray('/'),
+            stray(':'),
+            stray(' '),
         ] {
             let shown = redact(&near);
             for window in secret.as_bytes().windows(8) {
