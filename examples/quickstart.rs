@@ -13,8 +13,8 @@ use std::num::NonZeroU32;
 use chrono::TimeDelta;
 use keymint::ratelimit::{Policy, Quota};
 use keymint::{
-    Environment, IssueRequest, KeyStore, KeyType, KeyTypes, Keyring, ManualClock, MemoryStore,
-    Requirement, VerifyContext,
+    Clock, Environment, IssueRequest, KeyStatus, KeyStore, KeyType, KeyTypes, Keyring, ManualClock,
+    MemoryStore, Requirement, VerifyContext,
 };
 
 #[tokio::main]
@@ -189,11 +189,18 @@ async fn run<S: KeyStore>(store: S) -> Result<(), Box<dyn std::error::Error>> {
         .list_by_owner("acct_42", &Default::default())
         .await?;
     println!("acct_42 has {} keys:", listed.items.len());
+    // `status` is what was set (active, disabled, revoked); expiry and rotation are dates
+    // and links, so what a key can do now is read from all three.
+    let now = clock.now();
     for record in listed.items {
-        println!(
-            "  {}  {:<9}  {:?}",
-            record.hint, record.attributes.name, record.status
-        );
+        let state = match record.status {
+            KeyStatus::Active if record.is_expired_at(now) => "expired",
+            KeyStatus::Active if record.successor.is_some() => "rotated, in its grace period",
+            KeyStatus::Active => "active",
+            KeyStatus::Disabled => "disabled",
+            _ => "revoked",
+        };
+        println!("  {}  {:<9}  {state}", record.hint, record.attributes.name);
     }
     Ok(())
 }
