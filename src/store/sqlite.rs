@@ -37,10 +37,10 @@ use crate::record::KeyRecord;
 /// | `insert` | `INSERT .. ON CONFLICT (id) DO NOTHING` (no row: `Conflict`) |
 /// | `update` | `UPDATE .. WHERE id = ? AND version = ?` (no row: `Conflict` or `NotFound`) |
 /// | `decrement_remaining`, `record_last_used` | read and write |
+/// | `list_by_owner`, `list_expiring` | keyset pagination: `WHERE .. AND id > ? ORDER BY id LIMIT n + 1` |
 ///
 /// Every write runs inside `BEGIN IMMEDIATE`, which takes the database's write lock first,
 /// so concurrent writers (tasks or processes) queue instead of interleaving.
-/// | `list_by_owner`, `list_expiring` | keyset pagination: `WHERE .. AND id > ? ORDER BY id LIMIT n + 1` |
 ///
 /// A file database runs in WAL mode (readers never wait for the writer) with
 /// `synchronous = FULL`: a write the store reported done survives a power loss. Every call
