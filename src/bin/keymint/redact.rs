@@ -9,6 +9,10 @@ use keymint::parse_key;
 /// Shortest run of random characters treated as possibly secret.
 const MIN_SECRET_RUN: usize = 8;
 
+/// Most characters between two parts of one broken key (`\r\n`, `. `, a pasted zero-width
+/// or no-break space); a longer gap separates words.
+const MAX_KEY_GAP: usize = 3;
+
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
@@ -43,8 +47,9 @@ pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out = String::new();
     let mut copied = 0;
-    // Where the last hidden word ended: a word one stray character after it (`.`, `/`,
-    // `:`) is the rest of the same key, so its first segment counts too.
+    // Where the last hidden word ended: a word at most a few stray characters after it
+    // (`.`, `/`, `:`, `\r\n`, `. `, a no-break or zero-width space from a web page) is the
+    // rest of the same key, so its first segment counts too.
     let mut hidden_end = None;
     let mut i = 0;
     while i < bytes.len() {
@@ -57,7 +62,8 @@ pub(crate) fn redact(text: &str) -> Cow<'_, str> {
             i += 1;
         }
         let word = &text[start..i];
-        let continues_key = hidden_end.is_some_and(|end| end + 1 == start);
+        let continues_key =
+            hidden_end.is_some_and(|end| text[end..start].chars().count() <= MAX_KEY_GAP);
         if looks_like_key(word) || (continues_key && word.split(['_', '-']).any(looks_random)) {
             hidden_end = Some(i);
             out.push_str(&text[copied..start]);
@@ -134,6 +140,33 @@ mod tests {
             }
             assert!(holds_key(&near), "{near:?}");
         }
+    }
+
+    /// A stray character of more than one byte (a zero-width or no-break space pasted from
+    /// a web page or PDF) or a two-character break (`\r\n`, `. `) inside a key hides its
+    /// second half too.
+    #[test]
+    fn keys_broken_by_a_multibyte_or_two_byte_gap_are_hidden() {
+        let key = keymint::KeyFormat::new("sk_live")
+            .unwrap()
+            .generate()
+            .unwrap();
+        let key = key.expose_secret();
+        let secret = keymint::parse_key(key).unwrap().expose_secret().to_owned();
+        let mut leaked = Vec::new();
+        for gap in ["\u{200B}", "\u{A0}", "\r\n", ". ", ", "] {
+            let mut near = key.to_owned();
+            near.insert_str(30, gap);
+            let shown = redact(&near);
+            if secret
+                .as_bytes()
+                .windows(8)
+                .any(|w| shown.contains(std::str::from_utf8(w).unwrap()))
+            {
+                leaked.push((gap, shown.into_owned()));
+            }
+        }
+        assert!(leaked.is_empty(), "second half printed: {leaked:?}");
     }
 
     #[test]
