@@ -324,14 +324,23 @@ async fn a_trail_with_an_overlong_actor_opens_again_and_tells_long_actors_apart(
     drop((keyring, log));
     ChainedLog::open(dir.file(), ChainOptions::new()).expect("the trail opens again");
     assert_eq!(verify(&dir.file()).unwrap().entries, 4);
-    let actors: Vec<String> = lines(&dir.file())
+    let revocations: Vec<serde_json::Value> = lines(&dir.file())
         .iter()
-        .filter_map(|line| {
-            let line: serde_json::Value = serde_json::from_str(line).unwrap();
-            line["entry"]["actor"].as_str().map(str::to_owned)
-        })
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["entry"].clone())
+        .filter(|entry| entry["actor"].is_string())
         .collect();
-    assert_eq!(actors.len(), 2, "{actors:?}");
+    assert_eq!(revocations.len(), 2);
+    for entry in &revocations {
+        assert_eq!(
+            entry["cut"],
+            serde_json::json!(["actor"]),
+            "marked cut: {entry}"
+        );
+    }
+    let actors: Vec<&str> = revocations
+        .iter()
+        .map(|entry| entry["actor"].as_str().unwrap())
+        .collect();
     for actor in &actors {
         assert!(actor.starts_with(&"a".repeat(1000)), "the start is kept");
         assert!(actor.contains("cut: 70000 bytes, sha256 "), "{actor}");
@@ -370,13 +379,16 @@ fn a_hosts_oversized_entry_is_cut_to_fit_a_line() {
     let written = lines(&dir.file());
     assert!(written.iter().all(|line| line.len() < 64 * 1024));
     let cut: serde_json::Value = serde_json::from_str(&written[1]).unwrap();
-    assert!(
-        cut["entry"]["detail"]["cut"]
-            .as_str()
-            .unwrap()
-            .starts_with("cut: "),
-        "{cut}"
+    let entry = &cut["entry"];
+    assert_eq!(
+        entry["cut"],
+        serde_json::json!(["action", "actor", "key_id", "outcome", "detail"])
     );
+    assert!(
+        entry["detail"]["bytes"].as_u64().unwrap() > 64 * 1024,
+        "{entry}"
+    );
+    assert_eq!(entry["detail"]["sha256"].as_str().unwrap().len(), 64);
     assert!(written[2].contains("\"after\""));
 }
 
@@ -526,4 +538,35 @@ fn a_failed_write_leaves_no_fragment_in_the_trail() {
     let report = verify(&path).expect("no fragment may stay behind a failed write");
     assert_eq!(report.entries, written);
     assert!(std::fs::metadata(&path).unwrap().len() <= 64 * 512);
+}
+
+/// A cut text is marked out of band (`ChainEntry::cut`, set only by the writer), so an
+/// actor chosen to read like the cut form of another, long actor cannot pass for it.
+#[test]
+fn a_short_actor_cannot_pass_for_the_cut_form_of_a_long_one() {
+    use sha2::{Digest as _, Sha256};
+    let dir = TempDir::new("forged-cut");
+    let log = ChainedLog::open(dir.file(), ChainOptions::new()).unwrap();
+    let long = "a".repeat(70_000);
+    let hex: String = Sha256::digest(long.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let forged = format!("{}…[cut: 70000 bytes, sha256 {hex}]", "a".repeat(1024));
+    log.append(keymint::audit::Record::new("revoked", "ok").actor(long.clone()))
+        .unwrap();
+    log.append(keymint::audit::Record::new("revoked", "ok").actor(forged.clone()))
+        .unwrap();
+    drop(log);
+    let actors: Vec<String> = lines(&dir.file())
+        .iter()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            line["entry"]["actor"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_ne!(
+        actors[0], actors[1],
+        "a 1.1 KB actor written whole reads exactly as the cut 70 000-byte one"
+    );
 }

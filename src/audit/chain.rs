@@ -13,8 +13,7 @@ use crate::hex::lower_hex;
 /// it buffer without bound.
 pub(super) const MAX_LINE: usize = 64 * 1024;
 
-/// Longest a text value of an entry is written when the entry would not fit in a line.
-/// Even if every byte needed JSON's six-byte escape, the four text fields fit in 24 KiB.
+/// Longest a text of an entry is written (longer ones are cut, see [`ChainEntry::cut`]).
 const MAX_TEXT: usize = 1024;
 
 /// The `prev` of the first entry.
@@ -39,6 +38,14 @@ pub struct ChainEntry {
     pub outcome: String,
     /// Everything else about the event (never a secret).
     pub detail: serde_json::Value,
+    /// The fields the writer cut (empty for almost every entry, and then not written): a
+    /// text field over 1 KiB (`action`, `actor`, `key_id`, `outcome`) always, `detail` only
+    /// when the entry would not fit in a line. A cut text keeps its first KiB, its length
+    /// and its SHA-256; a cut detail holds its strings cut the same way, or only
+    /// `{"bytes", "sha256"}` of the whole. Only the writer sets this, so text that merely
+    /// looks cut is told apart from text that was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cut: Vec<String>,
     /// The hash of the entry before (64 zeros for the first).
     pub prev: String,
 }
@@ -79,33 +86,51 @@ pub(super) fn encode(entry: &ChainEntry) -> Result<(String, String), serde_json:
     Ok((line, hash))
 }
 
-/// `entry` made to fit in a line of at most [`MAX_LINE`] bytes (its newline included), which
-/// is all the verifier reads: every text longer than [`MAX_TEXT`] is cut, keeping its
-/// length and SHA-256 so that two long values are still told apart, and a `detail` still too
-/// large after that is replaced by its own length and SHA-256. Only for entries that would
-/// not fit otherwise (an actor name of 70 000 bytes, a host's huge detail): a log the
-/// keyring wrote must always open again.
-pub(super) fn fitted(entry: &ChainEntry) -> ChainEntry {
-    let mut fitted = ChainEntry {
-        seq: entry.seq,
-        at: entry.at,
-        action: cut(&entry.action),
-        actor: entry.actor.as_deref().map(cut),
-        key_id: entry.key_id.as_deref().map(cut),
-        outcome: cut(&entry.outcome),
-        detail: cut_strings(&entry.detail),
-        prev: entry.prev.clone(),
-    };
-    let fits = |e: &ChainEntry| encode(e).is_ok_and(|(line, _)| line.len() < MAX_LINE);
-    if !fits(&fitted) {
-        let original = entry.detail.to_string();
-        fitted.detail = serde_json::json!({ "cut": summary(&original) });
+/// Cuts each text field of `entry` longer than [`MAX_TEXT`], naming it in `entry.cut`.
+/// Always, not only when the line would be too long, so that one long actor reads the same
+/// in every entry it appears in.
+pub(super) fn cut_long_texts(entry: &mut ChainEntry) {
+    let mut cuts = std::mem::take(&mut entry.cut);
+    cut_field("action", &mut entry.action, &mut cuts);
+    if let Some(actor) = &mut entry.actor {
+        cut_field("actor", actor, &mut cuts);
     }
-    fitted
+    if let Some(key_id) = &mut entry.key_id {
+        cut_field("key_id", key_id, &mut cuts);
+    }
+    cut_field("outcome", &mut entry.outcome, &mut cuts);
+    entry.cut = cuts;
+}
+
+fn cut_field(name: &str, text: &mut String, cuts: &mut Vec<String>) {
+    if text.len() > MAX_TEXT {
+        *text = cut(text);
+        cuts.push(name.to_owned());
+    }
+}
+
+/// Makes `entry` (its texts already cut) fit in a line of at most [`MAX_LINE`] bytes, its
+/// newline included, which is all the verifier reads: the strings of its detail are cut,
+/// and if that is not enough the detail is replaced by its length and SHA-256. For entries
+/// that would not fit otherwise (a host's huge detail): a log the keyring wrote must always
+/// open again. The four text fields fit in 24 KiB even if every byte needs JSON's six-byte
+/// escape, so the result always fits.
+pub(super) fn cut_detail(entry: &mut ChainEntry) {
+    entry.cut.push("detail".to_owned());
+    let original = std::mem::take(&mut entry.detail);
+    entry.detail = cut_strings(&original);
+    if encode(entry).is_ok_and(|(line, _)| line.len() < MAX_LINE) {
+        return;
+    }
+    let whole = original.to_string();
+    entry.detail = serde_json::json!({
+        "bytes": whole.len(),
+        "sha256": lower_hex(&Sha256::digest(whole.as_bytes())),
+    });
 }
 
 /// `text` itself when short, else its first [`MAX_TEXT`] bytes (at a character boundary)
-/// and what was cut.
+/// followed by the whole text's length and SHA-256.
 fn cut(text: &str) -> String {
     if text.len() <= MAX_TEXT {
         return text.to_owned();
@@ -114,13 +139,9 @@ fn cut(text: &str) -> String {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…[{}]", &text[..end], summary(text))
-}
-
-/// A long text's length and SHA-256, in place of the text.
-fn summary(text: &str) -> String {
     format!(
-        "cut: {} bytes, sha256 {}",
+        "{}…[cut: {} bytes, sha256 {}]",
+        &text[..end],
         text.len(),
         lower_hex(&Sha256::digest(text.as_bytes()))
     )

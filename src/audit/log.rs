@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::chain::{
-    ChainEntry, ChainError, Checkpoint, GENESIS, MAX_LINE, encode, fitted, verify_chain,
+    ChainEntry, ChainError, Checkpoint, GENESIS, MAX_LINE, cut_detail, cut_long_texts, encode,
+    verify_chain,
 };
 use crate::clock::{Clock, SystemClock};
 
@@ -180,11 +181,9 @@ struct State {
 /// error) and counted ([`write_failures`](Self::write_failures)): the chain stays
 /// consistent (the entry is not counted as written).
 ///
-/// A line is at most 64 KiB, all the verifier reads. An entry that would be longer (an
-/// actor name of megabytes, a host's huge detail) is written cut to fit: each text over
-/// 1 KiB keeps its first KiB plus its length and SHA-256, and a detail still too large is
-/// replaced by its length and SHA-256. Every entry is written; none makes the file
-/// unopenable.
+/// A line is at most 64 KiB, all the verifier reads: a text field over 1 KiB (an actor name
+/// of megabytes) is written cut, and so is a detail that would not fit (see
+/// [`ChainEntry::cut`]). Every entry is written; none makes the file unopenable.
 #[derive(Clone)]
 pub struct ChainedLog {
     inner: Arc<Inner>,
@@ -327,9 +326,10 @@ impl ChainedLog {
             key_id: record.key_id,
             outcome: record.outcome,
             detail: record.detail,
+            cut: Vec::new(),
             prev: state.prev.clone(),
         };
-        self.write_entry(&mut state, &entry)?;
+        self.write_entry(&mut state, entry)?;
         if self.inner.options.sync_every_entry {
             state.file.sync_data()?;
         }
@@ -343,9 +343,10 @@ impl ChainedLog {
                 key_id: None,
                 outcome: "ok".to_owned(),
                 detail: json!({ "entries": state.seq }),
+                cut: Vec::new(),
                 prev: state.prev.clone(),
             };
-            self.write_entry(&mut state, &checkpoint)?;
+            self.write_entry(&mut state, checkpoint)?;
             state.file.sync_data()?;
             state.since_checkpoint = 0;
             let mark = Checkpoint {
@@ -360,11 +361,13 @@ impl ChainedLog {
         Ok(())
     }
 
-    fn write_entry(&self, state: &mut State, entry: &ChainEntry) -> std::io::Result<()> {
-        let (mut line, mut hash) = encode(entry).map_err(std::io::Error::other)?;
+    fn write_entry(&self, state: &mut State, mut entry: ChainEntry) -> std::io::Result<()> {
+        cut_long_texts(&mut entry);
+        let (mut line, mut hash) = encode(&entry).map_err(std::io::Error::other)?;
         if line.len() >= MAX_LINE {
             // The verifier (and so the next `open`) refuses a longer line: cut it to fit.
-            (line, hash) = encode(&fitted(entry)).map_err(std::io::Error::other)?;
+            cut_detail(&mut entry);
+            (line, hash) = encode(&entry).map_err(std::io::Error::other)?;
         }
         line.push('\n');
         let before = state.file.metadata()?.len();
