@@ -1032,3 +1032,50 @@ async fn the_verified_key_extractor_refuses_when_no_layer_ran() {
     );
     drop(f);
 }
+
+/// On an optional route a query key is either verified and stripped or refused, wherever it
+/// is in the query and however its name is spelled: a key the layer did not read would
+/// reach the handler (and any logging after the layer) in the URI. It read only the first
+/// 64 pairs, and took `api%5Fkey` for another parameter.
+#[tokio::test]
+async fn an_optional_route_never_hands_a_query_key_to_the_handler() {
+    let f = fixture();
+    let key = f
+        .keyring
+        .issue(IssueRequest::new("acct_42", "n"))
+        .await
+        .unwrap()
+        .key;
+    let auth = KeyAuth::builder(f.keyring.clone())
+        .query_parameter("api_key")
+        .unwrap()
+        .build();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let record = seen.clone();
+    let app = Router::new().route(
+        "/q",
+        get(move |uri: http::Uri| {
+            let record = record.clone();
+            async move {
+                *record.lock().unwrap() = uri.to_string();
+                "ok"
+            }
+        })
+        .route_layer(auth.layer().optional()),
+    );
+    let filler: Vec<String> = (0..64).map(|i| format!("p{i}=1")).collect();
+    let uri = format!("/q?{}&api_key={}", filler.join("&"), key.expose_secret());
+    let status = send(&app, get_local(&uri, &[])).await.status;
+    assert!(
+        !seen.lock().unwrap().contains(key.expose_secret()),
+        "answered {status}; the handler saw the key in {}",
+        seen.lock().unwrap()
+    );
+    assert_eq!(status, StatusCode::OK, "verified, and stripped");
+
+    seen.lock().unwrap().clear();
+    let uri = format!("/q?api%5Fkey={}", key.expose_secret());
+    let status = send(&app, get_local(&uri, &[])).await.status;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(seen.lock().unwrap().is_empty(), "the handler never ran");
+}

@@ -293,6 +293,11 @@ impl KeyAuthBuilder {
     /// Also reads the key from query parameter `name`. Discouraged: URLs end up in access
     /// logs, browser history and `Referer` headers, where keys leak.
     ///
+    /// Every pair of the query is read, and the parameter is removed from the URI before the
+    /// handler runs. A value, or the name itself, written with percent-escapes (`api%5Fkey`,
+    /// which a decoding reader such as axum's `Query` would take for `api_key`) is refused
+    /// with 400 `invalid_request`: keys never need escaping.
+    ///
     /// # Errors
     /// [`HttpConfigError::QueryParameter`] for a name that is not `A-Za-z0-9_-`.
     pub fn query_parameter(mut self, name: &str) -> Result<Self, HttpConfigError> {

@@ -78,6 +78,33 @@ fn take<'a>(found: &mut Option<&'a str>, value: &'a str) -> Result<(), Unreadabl
     }
 }
 
+/// Whether the query component `name`, percent-decoded (and `+` read as a space, as form
+/// decoding does), is `param`.
+fn decodes_to(name: &str, param: &str) -> bool {
+    let (mut raw, mut want) = (name.as_bytes(), param.as_bytes());
+    while let Some((&first, rest)) = raw.split_first() {
+        let (byte, rest) = match (first, rest) {
+            (b'%', [high, low, rest @ ..]) => {
+                match (
+                    char::from(*high).to_digit(16),
+                    char::from(*low).to_digit(16),
+                ) {
+                    (Some(high), Some(low)) => (u8::try_from(high * 16 + low).unwrap_or(0), rest),
+                    _ => (first, &raw[1..]),
+                }
+            }
+            (b'+', _) => (b' ', rest),
+            _ => (first, rest),
+        };
+        match want.split_first() {
+            Some((&expected, more)) if expected == byte => want = more,
+            _ => return false,
+        }
+        raw = rest;
+    }
+    want.is_empty()
+}
+
 impl Sources {
     /// The key the request presents, `None` when it presents none. Borrowed from the
     /// request, not copied: a copy would be one more place in memory holding the secret,
@@ -121,7 +148,15 @@ impl Sources {
             }
         }
         if let (Some(param), Some(query)) = (&self.query, query) {
-            for pair in query.split('&').take(64) {
+            // Every pair, however many (the request line's length bounds the work): a key
+            // in a pair left unread would pass an optional route unverified and unstripped.
+            for pair in query.split('&') {
+                let name = pair.split('=').next().unwrap_or_default();
+                // A name spelled with escapes (`api%5Fkey`) is the parameter to a decoding
+                // reader such as axum's `Query`, but not to the layer: refused, not ignored.
+                if name != param && name.contains('%') && decodes_to(name, param) {
+                    return Err(Unreadable::Malformed);
+                }
                 if let Some(value) = pair
                     .strip_prefix(param.as_str())
                     .and_then(|r| r.strip_prefix('='))
@@ -253,6 +288,25 @@ mod tests {
         assert_eq!(
             s.extract(&HeaderMap::new(), Some("api_key=sk%5Flive")),
             Err(Unreadable::Malformed)
+        );
+        for encoded in ["api%5Fkey=sk_live_abc", "x=1&%61pi_key=k", "api%5fkey"] {
+            assert_eq!(
+                s.extract(&HeaderMap::new(), Some(encoded)),
+                Err(Unreadable::Malformed),
+                "{encoded}"
+            );
+        }
+        for unrelated in ["api%5Fkeys=1", "%=1&a%zz=2&api_ke%79x=3", "%", "api_key%"] {
+            assert_eq!(
+                s.extract(&HeaderMap::new(), Some(unrelated)),
+                Ok(None),
+                "{unrelated}"
+            );
+        }
+        let many = format!("{}&api_key=sk_live_abc", vec!["p=1"; 1000].join("&"));
+        assert_eq!(
+            s.extract(&HeaderMap::new(), Some(&many)),
+            Ok(Some("sk_live_abc"))
         );
     }
 }
