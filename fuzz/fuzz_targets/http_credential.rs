@@ -260,9 +260,13 @@ async fn run(input: Input) {
     .into_iter()
     .filter_map(|(read, name)| read.then_some(name))
     .collect();
+    let reads_query = c.query_parameter;
     let handler = tower::service_fn(move |req: Request<String>| {
         let verified = req.extensions().get::<VerifiedKey>().is_some();
-        let leaked = names.iter().any(|n| req.headers().contains_key(n)) && verified;
+        // A credential header left for a verified request, or the credential's query
+        // parameter (under any spelling a decoding reader accepts) on any request.
+        let leaked = (names.iter().any(|n| req.headers().contains_key(n)) && verified)
+            || (reads_query && req.uri().query().is_some_and(names_api_key));
         async move {
             let status = if leaked { 500 } else { 200 };
             let mut response = Response::new(String::from("handled"));
@@ -314,6 +318,37 @@ async fn run(input: Input) {
             "a response header echoes the key"
         );
     }
+}
+
+/// Whether some pair of `query` is named `api_key`, percent-decoded as axum's `Query` would.
+fn names_api_key(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or_default().as_bytes();
+        let mut decoded = Vec::with_capacity(name.len());
+        let mut i = 0;
+        while i < name.len() {
+            let hex = |b: u8| char::from(b).to_digit(16);
+            match (
+                name[i],
+                name.get(i + 1).copied().and_then(hex),
+                name.get(i + 2).copied().and_then(hex),
+            ) {
+                (b'%', Some(high), Some(low)) => {
+                    decoded.push((high * 16 + low) as u8);
+                    i += 3;
+                }
+                (b'+', _, _) => {
+                    decoded.push(b' ');
+                    i += 1;
+                }
+                (byte, _, _) => {
+                    decoded.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        decoded == b"api_key"
+    })
 }
 
 fuzz_target!(|input: Input| {
