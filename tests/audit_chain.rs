@@ -37,11 +37,9 @@ impl Drop for TempDir {
     }
 }
 
-/// Writes a trail through a real keyring: issues, a failed verification, a revocation.
-/// Answers the keys' plaintexts.
-async fn write_trail(path: &Path, options: ChainOptions) -> (ChainedLog, Vec<String>) {
-    let log = ChainedLog::open(path, options).unwrap();
-    let keyring = Keyring::builder(KeyFormat::new("sk_live").unwrap(), MemoryStore::new())
+/// A keyring (cheap hashing) whose events go to `log`.
+fn audited_keyring(log: &ChainedLog) -> Keyring<MemoryStore> {
+    Keyring::builder(KeyFormat::new("sk_live").unwrap(), MemoryStore::new())
         .hashes(HashPolicy::new(
             Argon2idHasher::builder()
                 .m_cost(64)
@@ -51,7 +49,14 @@ async fn write_trail(path: &Path, options: ChainOptions) -> (ChainedLog, Vec<Str
         ))
         .audit(log.clone())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Writes a trail through a real keyring: issues, a failed verification, a revocation.
+/// Answers the keys' plaintexts.
+async fn write_trail(path: &Path, options: ChainOptions) -> (ChainedLog, Vec<String>) {
+    let log = ChainedLog::open(path, options).unwrap();
+    let keyring = audited_keyring(&log);
     let mut keys = Vec::new();
     let mut ids = Vec::new();
     for i in 0..4 {
@@ -296,17 +301,7 @@ fn malformed_and_oversized_lines_are_refused_without_buffering_them_all() {
 async fn a_trail_with_an_overlong_actor_opens_again_and_tells_long_actors_apart() {
     let dir = TempDir::new("long-actor");
     let log = ChainedLog::open(dir.file(), ChainOptions::new()).unwrap();
-    let keyring = Keyring::builder(KeyFormat::new("sk_live").unwrap(), MemoryStore::new())
-        .hashes(HashPolicy::new(
-            Argon2idHasher::builder()
-                .m_cost(64)
-                .t_cost(1)
-                .build()
-                .unwrap(),
-        ))
-        .audit(log.clone())
-        .build()
-        .unwrap();
+    let keyring = audited_keyring(&log);
     // Two actors that share their first 69 999 bytes.
     let (first, second) = ("a".repeat(70_000), format!("{}b", "a".repeat(69_999)));
     for actor in [&first, &second] {
@@ -421,17 +416,7 @@ fn concurrent_writers_keep_one_chain() {
 async fn management_through_an_acting_handle_names_its_actor() {
     let dir = TempDir::new("actor");
     let log = ChainedLog::open(dir.file(), ChainOptions::new()).unwrap();
-    let keyring = Keyring::builder(KeyFormat::new("sk_live").unwrap(), MemoryStore::new())
-        .hashes(HashPolicy::new(
-            Argon2idHasher::builder()
-                .m_cost(64)
-                .t_cost(1)
-                .build()
-                .unwrap(),
-        ))
-        .audit(log.clone())
-        .build()
-        .unwrap();
+    let keyring = audited_keyring(&log);
     let alice = keyring.acting_as("staff:alice");
     assert_eq!(alice.actor(), Some("staff:alice"));
     let issued = alice.issue(IssueRequest::new("acct", "k")).await.unwrap();

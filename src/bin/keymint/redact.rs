@@ -117,9 +117,11 @@ mod tests {
             .unwrap();
         let key = key.expose_secret();
         let secret = keymint::parse_key(key).unwrap().expose_secret().to_owned();
-        let stray = |c: char| {
+        // A key broken by stray characters: one (`-`, `.`, ...), more than one byte (a
+        // zero-width or no-break space pasted from a web page or PDF), or two (`\r\n`, `. `).
+        let stray = |gap: &str| {
             let mut near = key.to_owned();
-            near.insert(30, c);
+            near.insert_str(30, gap);
             near
         };
         for near in [
@@ -127,11 +129,16 @@ mod tests {
             format!("{key}_old"),
             format!("{key}_old.txt"),
             key[..40].to_owned(),
-            stray('-'),
-            stray('.'),
-            stray('/'),
-            stray(':'),
-            stray(' '),
+            stray("-"),
+            stray("."),
+            stray("/"),
+            stray(":"),
+            stray(" "),
+            stray("\u{200B}"),
+            stray("\u{A0}"),
+            stray("\r\n"),
+            stray(". "),
+            stray(", "),
         ] {
             let shown = redact(&near);
             for window in secret.as_bytes().windows(8) {
@@ -140,33 +147,6 @@ mod tests {
             }
             assert!(holds_key(&near), "{near:?}");
         }
-    }
-
-    /// A stray character of more than one byte (a zero-width or no-break space pasted from
-    /// a web page or PDF) or a two-character break (`\r\n`, `. `) inside a key hides its
-    /// second half too.
-    #[test]
-    fn keys_broken_by_a_multibyte_or_two_byte_gap_are_hidden() {
-        let key = keymint::KeyFormat::new("sk_live")
-            .unwrap()
-            .generate()
-            .unwrap();
-        let key = key.expose_secret();
-        let secret = keymint::parse_key(key).unwrap().expose_secret().to_owned();
-        let mut leaked = Vec::new();
-        for gap in ["\u{200B}", "\u{A0}", "\r\n", ". ", ", "] {
-            let mut near = key.to_owned();
-            near.insert_str(30, gap);
-            let shown = redact(&near);
-            if secret
-                .as_bytes()
-                .windows(8)
-                .any(|w| shown.contains(std::str::from_utf8(w).unwrap()))
-            {
-                leaked.push((gap, shown.into_owned()));
-            }
-        }
-        assert!(leaked.is_empty(), "second half printed: {leaked:?}");
     }
 
     #[test]
